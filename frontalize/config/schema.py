@@ -170,7 +170,7 @@ def from_dict(cls: type[T], data: Any, *, source: str = "<config>", prefix: str 
     if not isinstance(data, Mapping):
         raise ConfigError(f"{_where(source, prefix)}: expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = _hints(cls)
+    hints = _hints(cls)  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else str(name)
