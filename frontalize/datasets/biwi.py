@@ -1,0 +1,156 @@
+"""BIWI Kinect Head Pose layout (``hpdb/NN/frame_XXXXX_rgb.png`` + ``frame_XXXXX_pose.txt``).
+
+* Identity is the *subject*, not the sequence: 24 sequences show 20 people, and sequences 15, 18, 21 and 22
+  repeat subjects 03, 05, 02 and 07 (:data:`SEQUENCE_TO_SUBJECT`).
+* Each ``frame_XXXXX_pose.txt`` holds a 3×3 rotation matrix (three lines), a blank line and the head centre in
+  mm. It is converted to pitch/yaw/roll with the FSA-Net convention (:func:`rotation_to_euler`). The angles are
+  those annotated, i.e. in the depth camera's frame (the RGB camera is rotated by a few degrees; we do not
+  re-project, as the rest of the literature).
+* GT per subject: its most frontal annotated frame over all of its sequences (lowest sqrt(yaw² + pitch²), see
+  :func:`~frontalize.datasets.base.frontality_score`), removed from the probes; or, when ``gt_dir`` is given,
+  ``gt_dir/<subject>.<ext>`` (subject as two digits, e.g. ``03.png``) and every frame is a probe.
+* Frames without a pose file are skipped and counted in the dataset notes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from frontalize.datasets.base import (
+    IMAGE_EXTENSIONS,
+    Dataset,
+    GroundTruth,
+    HeadPose,
+    Record,
+    frontality_score,
+    image_ref,
+    list_images,
+    require_dir,
+    select_most_frontal,
+)
+from frontalize.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_TO_SUBJECT: dict[str, str] = {"15": "03", "18": "05", "21": "02", "22": "07"}
+_FRAME_RE = re.compile(r"^frame_(\d+)_rgb\.png$")
+_SEQ_RE = re.compile(r"^\d{2}$")
+GT_RULE_FRONTAL = (
+    "per subject (sequences 15/18/21/22 merged into subjects 03/05/02/07), the annotated frame with the lowest "
+    "sqrt(yaw^2 + pitch^2) over all of the subject's sequences; that frame is removed from the probes"
+)
+GT_RULE_FOLDER = "the image <gt_dir>/<subject>.<ext> supplied by the user; every annotated frame is a probe"
+
+
+def subject_of_sequence(sequence: str) -> str:
+    """Subject id (two digits) shown in BIWI sequence ``sequence`` ("15" -> "03")."""
+    return SEQUENCE_TO_SUBJECT.get(sequence, sequence)
+
+
+def rotation_to_euler(matrix: np.ndarray) -> HeadPose:
+    """BIWI rotation matrix (as stored in the pose file) -> pitch, yaw, roll in degrees.
+
+    FSA-Net convention (``data/TYY_create_db_biwi.py``): with ``R = Mᵀ``,
+    roll = −atan2(R10, R00), yaw = −atan2(−R20, √(R21² + R22²)), pitch = atan2(R21, R22).
+
+    Args:
+        matrix: (3, 3) rotation matrix, rows as written in the file.
+    """
+    r = np.asarray(matrix, dtype=np.float64).T
+    roll = -math.atan2(r[1, 0], r[0, 0])
+    yaw = -math.atan2(-r[2, 0], math.hypot(r[2, 1], r[2, 2]))
+    pitch = math.atan2(r[2, 1], r[2, 2])
+    return HeadPose(pitch=math.degrees(pitch), yaw=math.degrees(yaw), roll=math.degrees(roll))
+
+
+def read_pose_file(path: Path) -> HeadPose:
+    """Parse a ``frame_XXXXX_pose.txt`` file (3 matrix rows, blank line, head centre).
+
+    Raises:
+        InputError: the file cannot be read or does not start with three rows of three numbers.
+    """
+    try:
+        rows = [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()][:3]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: unreadable BIWI pose file ({exc})") from exc
+    if len(rows) != 3 or any(len(row) != 3 for row in rows):
+        raise InputError(f"{path}: expected a 3x3 rotation matrix in the first three lines")
+    try:
+        matrix = np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise InputError(f"{path}: unreadable BIWI pose file ({exc})") from exc
+    return rotation_to_euler(matrix)
+
+
+def find_sequence_root(root: Path) -> Path:
+    """The folder holding the two-digit sequence folders: ``root``, ``root/hpdb`` or ``root/*/hpdb``."""
+    for candidate in (root, root / "hpdb", *sorted(root.glob("*/hpdb"))):
+        if candidate.is_dir() and any(p.is_dir() and _SEQ_RE.match(p.name) for p in candidate.iterdir()):
+            return candidate
+    raise InputError(f"{root}: no BIWI sequence folders (expected hpdb/NN/frame_XXXXX_rgb.png)")
+
+
+def _scan(seq_root: Path, data_root: Path) -> tuple[list[Record], int]:
+    records: list[Record] = []
+    skipped = 0
+    for seq_dir in sorted(p for p in seq_root.iterdir() if p.is_dir() and _SEQ_RE.match(p.name)):
+        subject = subject_of_sequence(seq_dir.name)
+        for image in sorted(seq_dir.glob("frame_*_rgb.png")):
+            match = _FRAME_RE.match(image.name)
+            pose_file = image.with_name(f"frame_{match.group(1)}_pose.txt") if match else None
+            if pose_file is None or not pose_file.is_file():
+                skipped += 1
+                continue
+            pose = read_pose_file(pose_file)
+            records.append(Record(subject, image_ref(image, data_root), pose=pose, group=seq_dir.name))
+    return records, skipped
+
+
+def load_biwi(
+    root: str | Path,
+    *,
+    gt_dir: str | Path | None = None,
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+) -> Dataset:
+    """Load BIWI Kinect Head Pose.
+
+    Args:
+        root: folder holding ``hpdb/`` (or the ``hpdb`` folder itself). Relative paths of the records are taken
+            from this folder, so a frontalized tree made from the same folder mirrors them.
+        gt_dir: optional folder of GT images named by subject (``03.png``); relative to ``root`` or absolute.
+        extensions: accepted image suffixes for ``gt_dir``.
+
+    Raises:
+        InputError: no sequence folder or no annotated frame was found, or a pose file is malformed.
+    """
+    data_root = require_dir(Path(root).resolve(), "dataset folder")
+    records, skipped = _scan(find_sequence_root(data_root), data_root)
+    if not records:
+        raise InputError(f"{data_root}: no annotated BIWI frame (frame_XXXXX_rgb.png + frame_XXXXX_pose.txt)")
+    notes = [f"{skipped} frames without a pose file were skipped"] if skipped else []
+    if gt_dir is not None:
+        folder = Path(gt_dir)
+        folder = require_dir(folder if folder.is_absolute() else data_root / folder, "GT folder")
+        gt = {p.stem: GroundTruth(p.stem, image_ref(p, data_root, outside_prefix="gt/"))
+              for p in list_images(folder, extensions)}
+        probes, rule = tuple(records), GT_RULE_FOLDER
+    else:
+        gt, probes = select_most_frontal(records, lambda r: frontality_score(r.pose) if r.pose else None)
+        rule = GT_RULE_FRONTAL
+    merged = sorted({r.group for r in records if r.group in SEQUENCE_TO_SUBJECT})
+    if merged:
+        notes.append("sequences " + ", ".join(merged) + " merged into their subjects (15->03, 18->05, 21->02, 22->07)")
+    return Dataset(
+        layout="biwi",
+        root=data_root,
+        records=probes,
+        gt=gt,
+        gt_rule=rule,
+        pose_source="annotated",
+        notes=tuple(notes),
+    )
