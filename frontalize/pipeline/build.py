@@ -1,0 +1,130 @@
+"""Build the step callables of a run from its plan: detector chain, frontalizer backend, stages, layout.
+
+Called after every weight file was verified (:func:`frontalize.pipeline.runner.plan_run`); models are loaded
+once here and shared by the worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from frontalize.config.inference import DetectionConfig
+from frontalize.faces.registry import build_detector, build_landmarker106
+from frontalize.faces.types import Face, FaceDetector
+from frontalize.pipeline.backends.base import BackendContext, get_backend_spec
+from frontalize.pipeline.outputs import FinishStep, OutputLayout
+from frontalize.pipeline.pose import MotionPoseEstimator, load_motion_extractor
+from frontalize.pipeline.requirements import DETECTOR_CHAINS, POSE_WEIGHT_KEY
+from frontalize.pipeline.steps import FrontalizeBatch, PrepareStep, Steps
+from frontalize.stages.registry import build_stage
+from frontalize.weights import weight_path
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from frontalize.pipeline.runner import RunPlan
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_KINDS: dict[str, tuple[str, ...]] = {"crop": ("crop",), "full": ("full",), "both": ("crop", "full")}
+
+
+class LandmarkAdder(Protocol):
+    """Adds 106 landmarks to detected faces (the part of ``Landmarker106`` the locator uses)."""
+
+    def with_landmarks(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
+        """Copies of ``faces`` carrying ``landmarks106``."""
+        ...
+
+
+class DetectorLocator:
+    """Detector, optionally followed by the 106-point landmarker (LivePortrait's crop landmarks)."""
+
+    def __init__(self, detector: FaceDetector, landmarker: LandmarkAdder | None = None) -> None:
+        """Args: detector: finds faces (5 points); landmarker: adds 106 points to each face when given."""
+        self.detector = detector
+        self.landmarker = landmarker
+
+    def locate(self, image: np.ndarray) -> list[Face]:
+        """Faces of an H×W×3 uint8 RGB image, largest first (with 106 landmarks when a landmarker is set)."""
+        faces: Sequence[Face] = self.detector.detect(image)
+        if self.landmarker is not None and faces:
+            faces = self.landmarker.with_landmarks(image, faces)
+        return list(faces)
+
+
+def onnx_device(device: str) -> str:
+    """Device for the ONNX face models: ``device``, or CPU when onnxruntime has no CUDA provider (warned)."""
+    if device.startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
+        logger.warning("face detection runs on the CPU: onnxruntime has no CUDAExecutionProvider "
+                       "(pip install onnxruntime-gpu to run it on %s)", device)
+        return "cpu"
+    return device
+
+
+def build_locator(detection: DetectionConfig, weights_root: Path, device: str) -> DetectorLocator:
+    """The configured detector chain (see :data:`~frontalize.pipeline.requirements.DETECTOR_CHAINS`)."""
+    name, landmarks = DETECTOR_CHAINS[detection.detector]
+    model_device = onnx_device(device) if name != "retinaface_r50" else device
+    detector = build_detector(name, weights_root=weights_root, det_size=detection.det_size,
+                              threshold=detection.threshold, nms_threshold=detection.nms_threshold,
+                              device=model_device)
+    landmarker = build_landmarker106(weights_root=weights_root, device=onnx_device(device)) if landmarks else None
+    return DetectorLocator(detector, landmarker)
+
+
+def build_prepare_step(plan: RunPlan) -> PrepareStep:
+    """Decode + detect + crop step (CPU; loads the detector chain)."""
+    cfg = plan.config
+    return PrepareStep(build_locator(cfg.detection, plan.weights_root, plan.device), cfg.crop,
+                       face_choice=cfg.detection.face_choice, max_faces=cfg.detection.max_faces,
+                       max_pixels=cfg.input.max_pixels, keep_source="full" in OUTPUT_KINDS[cfg.output.kind])
+
+
+def build_frontalize_batch(plan: RunPlan) -> FrontalizeBatch:
+    """Frontalizer batch step (loads the backend and, where it uses one, the pose estimator)."""
+    cfg = plan.config
+    spec = get_backend_spec(cfg.frontalizer.backend)
+    pose_estimator = None
+    if spec.uses_pose_estimator and plan.measure_poses:
+        module = load_motion_extractor(weight_path(POSE_WEIGHT_KEY, plan.weights_root), plan.device)
+        pose_estimator = MotionPoseEstimator(module, plan.device)
+    backend = spec.build(BackendContext(config=cfg.frontalizer, weights_root=plan.weights_root, device=plan.device,
+                                        allow_unverified=cfg.allow_unverified_weights, upright=cfg.crop.upright,
+                                        measure_poses=plan.measure_poses, pose_estimator=pose_estimator))
+    return FrontalizeBatch(backend, cfg.frontalizer.batch_size)
+
+
+def build_layout(plan: RunPlan) -> OutputLayout:
+    """Where the outputs of the run go."""
+    cfg = plan.config
+    return OutputLayout(out_dir=plan.out_dir, trees=cfg.variant_plan(), kinds=OUTPUT_KINDS[cfg.output.kind],
+                        fmt=cfg.output.format)
+
+
+def build_finish_step(plan: RunPlan) -> FinishStep:
+    """Paste-back + stages + encode + write step (loads every stage some output tree uses)."""
+    cfg = plan.config
+    stages = {name: build_stage(name, cfg.stages, weights_root=plan.weights_root, device=plan.device)
+              for name in cfg.used_stages()}
+    return FinishStep(build_layout(plan), stages, config_hash=plan.config_hash, jpeg_quality=cfg.output.jpeg_quality)
+
+
+def build_steps(plan: RunPlan) -> Steps:
+    """Load every model of the run and return its step callables (each builder can also run on its own, e.g.
+    once per worker of a distributed executor)."""
+    cfg = plan.config
+    frontalize = build_frontalize_batch(plan)
+    finish = build_finish_step(plan)
+    layout = finish.layout
+    logger.info("pipeline: detector %s, frontalizer %s, trees %s, outputs %s", cfg.detection.detector,
+                frontalize.frontalizer.name, ", ".join(name or "." for name, _ in layout.trees),
+                "+".join(layout.kinds))
+    return Steps(prepare=build_prepare_step(plan), frontalize=frontalize, finish=finish,
+                 expected_outputs=lambda item: layout.face_paths(item.output_stem),
+                 batch_size=cfg.frontalizer.batch_size)

@@ -1,0 +1,238 @@
+"""The inference run: plan (inputs, weights, resume) then execute with the local executor.
+
+:func:`plan_run` lists the inputs, checks the output folder, verifies every weight file the config needs (before
+any image is read) and decides what resume can skip. :func:`execute_run` builds the steps and drives them:
+decode + detect run ahead on worker threads (bounded prefetch), the frontalizer runs network batches on the main
+thread, paste-back + stages + encoding run behind it on worker threads, and each manifest row is appended (with
+fsync) after its files are written. The summary counts the final status of every selected input; the exit code
+is 1 when any of them failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from frontalize.config.inference import HASH_EXCLUDE, InferenceConfig
+from frontalize.config.schema import config_hash
+from frontalize.errors import ConfigError, FrontalizeError
+from frontalize.io.atomic import remove_stale_temp_files
+from frontalize.io.manifest import ManifestWriter, export_csv, latest_rows, read_manifest
+from frontalize.pipeline.build import build_steps
+from frontalize.pipeline.inputs import InputItem, check_output_location, discover_inputs
+from frontalize.pipeline.requirements import weight_requirements
+from frontalize.pipeline.resume import SUCCESS_STATUSES, ResumePlan, plan_resume
+from frontalize.pipeline.steps import Steps
+from frontalize.pipeline.workers import batch_by_weight, bounded_map
+from frontalize.weights import VerifiedWeight, resolve_weights_root, verify_weights
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.jsonl"
+CSV_NAME = "manifest.csv"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything decided before the first image is read.
+
+    Attributes:
+        config: the resolved config.
+        source_root: folder the input paths are relative to.
+        out_dir: output folder.
+        items: every selected input.
+        resume: which of them to process now and which are already done.
+        config_hash: hash of the config without run-only keys (:data:`HASH_EXCLUDE`).
+        weights_root: weights root folder.
+        verified_weights: every weight file the run loads, verified.
+        device: concrete torch device.
+        overwrite: replace existing outputs.
+        measure_poses: whether source/output poses are measured.
+    """
+
+    config: InferenceConfig
+    source_root: Path
+    out_dir: Path
+    items: tuple[InputItem, ...]
+    resume: ResumePlan
+    config_hash: str
+    weights_root: Path
+    verified_weights: dict[str, VerifiedWeight]
+    device: str
+    overwrite: bool = False
+    measure_poses: bool = False
+
+
+@dataclass
+class RunSummary:
+    """Outcome of a run.
+
+    Attributes:
+        counts: final status → number of selected inputs.
+        processed: inputs processed in this run.
+        already_done: inputs skipped because the manifest already had them.
+        elapsed_s: wall time of the execution.
+        manifest: path of the JSONL manifest.
+        exit_code: 0 when every selected input succeeded, else 1.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    processed: int = 0
+    already_done: int = 0
+    elapsed_s: float = 0.0
+    manifest: Path | None = None
+    exit_code: int = 0
+
+
+def plan_run(
+    cfg: InferenceConfig,
+    *,
+    source_dir: str | Path | None,
+    out_dir: str | Path,
+    device: str = "cpu",
+    overwrite: bool = False,
+) -> RunPlan:
+    """List inputs, verify weights and plan resume (no image is read).
+
+    Raises:
+        ConfigError: bad input selection or an output folder overlapping the inputs.
+        WeightsMissingError: a weight file the config needs is missing or corrupt (every problem listed).
+    """
+    out_path = Path(out_dir).expanduser()
+    if cfg.frontalizer.backend != "identity" and cfg.frontalizer.precision != "fp32" and not device.startswith("cuda"):
+        raise ConfigError(f"frontalizer.precision: {cfg.frontalizer.precision} needs a CUDA device (got {device}); "
+                          "use fp32")
+    source_root, items = discover_inputs(source_dir, cfg.input)
+    check_output_location(source_root, out_path)
+    weights_root = resolve_weights_root(cfg.weights_dir)
+    keys, measure_poses = weight_requirements(cfg, weights_root)
+    verified = verify_weights(keys, weights_root, allow_unverified=cfg.allow_unverified_weights) if keys else {}
+    if cfg.allow_unverified_weights and keys:
+        logger.warning("UNVERIFIED WEIGHTS: checksums are not enforced; with test weights (make_test_weights.py) "
+                       "every output is MEANINGLESS and only exercises the pipeline")
+    digest = config_hash(cfg, exclude=HASH_EXCLUDE)
+    latest = latest_rows(read_manifest(out_path / MANIFEST_NAME))
+    resume = plan_resume(items, latest, digest, overwrite=overwrite)
+    return RunPlan(config=cfg, source_root=source_root, out_dir=out_path, items=tuple(items), resume=resume,
+                   config_hash=digest, weights_root=weights_root, verified_weights=verified, device=device,
+                   overwrite=overwrite, measure_poses=measure_poses)
+
+
+def _skipped_existing_row(item: InputItem, config_hash_value: str) -> dict[str, Any]:
+    return {"input": item.rel, "status": "skipped_existing",
+            "reason": "outputs already exist (kept; use --overwrite to replace them)", "face_index": 0,
+            "outputs": {}, "config_hash": config_hash_value}
+
+
+class _RowSink:
+    """Appends rows to the manifest, updates progress and enforces ``on_error: abort``."""
+
+    def __init__(self, manifest: ManifestWriter, bar: tqdm, abort_on_error: bool) -> None:
+        self.manifest, self.bar, self.abort_on_error = manifest, bar, abort_on_error
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        self.manifest.append(row)
+        status = str(row["status"])
+        self.counts[status] += 1
+        self.bar.update(1)
+        self.bar.set_postfix(ok=self.counts["ok"], failed=sum(self.counts.values()) - self.counts["ok"]
+                             - self.counts["skipped_existing"], refresh=False)
+        if status not in SUCCESS_STATUSES:
+            logger.info("%s: %s: %s", row["input"], status, row.get("reason", ""))
+            if self.abort_on_error:
+                raise FrontalizeError(f"aborted on {row['input']}: {status}: {row.get('reason', '')} "
+                                      "(run.on_error: abort)")
+
+
+def _drive(todo: Sequence[InputItem], steps: Steps, sink: Callable[[dict[str, Any]], None], workers: int,
+           prefetch: int) -> None:
+    """Local executor: prefetch prepare on threads, frontalize in batches, finish on threads, rows in order."""
+    prepare_pool = ThreadPoolExecutor(workers, thread_name_prefix="prepare") if workers else None
+    finish_pool = ThreadPoolExecutor(workers, thread_name_prefix="finish") if workers else None
+    pending: deque[Future[dict[str, Any]]] = deque()
+    try:
+        stream = bounded_map(steps.prepare, todo, prepare_pool, prefetch)
+        for group in batch_by_weight(stream, steps.batch_size, lambda p: len(p.faces)):
+            for rendered in steps.frontalize(group):
+                if finish_pool is None:
+                    sink(steps.finish(rendered))
+                    continue
+                pending.append(finish_pool.submit(steps.finish, rendered))
+            while pending and (pending[0].done() or len(pending) > prefetch):
+                sink(pending.popleft().result())
+        while pending:
+            sink(pending.popleft().result())
+    finally:
+        for pool in (prepare_pool, finish_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+def execute_run(plan: RunPlan, steps: Steps | None = None) -> RunSummary:
+    """Process the inputs of ``plan`` that are not done yet, then export the CSV and summarise.
+
+    Args:
+        plan: from :func:`plan_run`.
+        steps: the step callables; None builds them from the plan (loads the models).
+
+    Raises:
+        FrontalizeError: ``run.on_error: abort`` and an input failed.
+    """
+    cfg = plan.config
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(plan.out_dir)
+    steps = steps or build_steps(plan)
+    todo: list[InputItem] = []
+    started = time.perf_counter()
+    manifest_path = plan.out_dir / MANIFEST_NAME
+    with ManifestWriter(manifest_path) as manifest, logging_redirect_tqdm(), tqdm(
+        total=len(plan.resume.todo), unit="img", disable=not cfg.run.progress, dynamic_ncols=True,
+        desc="frontalize",
+    ) as bar:
+        sink = _RowSink(manifest, bar, cfg.run.on_error == "abort")
+        for item in plan.resume.todo:
+            if not plan.overwrite and all(path.is_file() for path in steps.expected_outputs(item)):
+                sink(_skipped_existing_row(item, plan.config_hash))
+            else:
+                todo.append(item)
+        _drive(todo, steps, sink, cfg.run.workers, cfg.run.prefetch)
+    summary = summarise(plan, manifest_path)
+    summary.processed = len(plan.resume.todo)
+    summary.elapsed_s = time.perf_counter() - started
+    if sink.counts["skipped_existing"]:
+        logger.warning("%d input(s) kept their existing outputs (written before with another config or by an "
+                       "interrupted run); use --overwrite to replace them", sink.counts["skipped_existing"])
+    log_summary(summary)
+    return summary
+
+
+def summarise(plan: RunPlan, manifest_path: Path) -> RunSummary:
+    """Final status of every selected input from the manifest; exports the CSV next to it."""
+    latest = latest_rows(read_manifest(manifest_path))
+    export_csv(latest.values(), manifest_path.with_name(CSV_NAME))
+    counts: Counter[str] = Counter()
+    for item in plan.items:
+        row = latest.get(item.rel)
+        counts[str(row["status"]) if row else "missing"] += 1
+    failed = sum(n for status, n in counts.items() if status not in SUCCESS_STATUSES)
+    return RunSummary(counts=counts, already_done=len(plan.resume.done), manifest=manifest_path,
+                      exit_code=1 if failed else 0)
+
+
+def log_summary(summary: RunSummary) -> None:
+    """One summary line: counts per status, throughput and where the manifest is."""
+    total = sum(summary.counts.values())
+    parts = ", ".join(f"{status} {count}" for status, count in sorted(summary.counts.items()))
+    rate = summary.processed / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
+    logger.info("%d input(s): %s | processed now %d (%.2f img/s), already done %d | manifest %s",
+                total, parts or "none", summary.processed, rate, summary.already_done, summary.manifest)

@@ -1,0 +1,29 @@
+"""Helpers of the pipeline tests (importable as ``pipeline_helpers``; fixtures live in this folder's conftest)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OFFLINE_CONFIG = REPO_ROOT / "configs" / "offline.yaml"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as a module (scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def save(path: Path, rgb: np.ndarray, quality: int = 92) -> Path:
+    """Write an RGB image with OpenCV (format from the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return path

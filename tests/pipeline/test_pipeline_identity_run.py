@@ -1,0 +1,110 @@
+"""End to end: a folder-per-identity tree of real photos through the identity frontalizer and the offline detector."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import pytest
+from pipeline_helpers import OFFLINE_CONFIG, save
+
+from frontalize.io.manifest import read_manifest
+
+
+def _rows(out: Path) -> list[dict]:
+    return read_manifest(out / "manifest.jsonl")
+
+
+@pytest.fixture()
+def weights(tmp_path: Path) -> Path:
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    return empty
+
+
+def test_identity_run_mirrors_tree_and_writes_manifest(identity_tree: Path, tmp_path: Path, weights: Path,
+                                                       run_cli: Callable[..., int]) -> None:
+    out = tmp_path / "out"
+    code = run_cli("--config", OFFLINE_CONFIG, "--source_dir", identity_tree, "--recursive", "-o", out,
+                   "--weights-dir", weights, "--workers", "2")
+    assert code == 0
+    inputs = sorted(p.relative_to(identity_tree).as_posix() for p in identity_tree.rglob("*") if p.is_file())
+    assert len(inputs) == 8
+    rows = _rows(out)
+    assert sorted(row["input"] for row in rows) == inputs
+    for row in rows:
+        assert row["status"] == "ok", row
+        assert row["reason"] == ""
+        assert row["face_count"] >= 1 and row["face_index"] == 0
+        assert row["landmarks"] == "5"  # retinaface_mnet gives 5 points → approximate crop
+        assert row["source_pose"] is None and row["output_pose"] is None  # no LivePortrait weights
+        stem = row["input"].rsplit(".", 1)[0]
+        assert row["outputs"] == {"default": {"crop": f"{stem}.png"}}
+        image = cv2.imread(str(out / row["outputs"]["default"]["crop"]))
+        assert image is not None and image.shape == (512, 512, 3)
+        assert set(row["timings_ms"]) >= {"decode", "detect", "crop", "frontalize", "encode_write"}
+        assert len(row["config_hash"]) == 16
+    # output tree mirrors the identity folders
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted({i.split("/")[0] for i in inputs})
+    with open(out / "manifest.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["input"] for r in table] == [r["input"] for r in rows]
+    assert "outputs.default.crop" in table[0] and "timings_ms.decode" in table[0]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["config_hash"] == rows[0]["config_hash"]
+    assert (out / "run_config.yaml").is_file()
+
+
+def test_resume_skips_done_inputs_and_overwrite_redoes_them(identity_tree: Path, tmp_path: Path, weights: Path,
+                                                            run_cli: Callable[..., int]) -> None:
+    out = tmp_path / "out"
+    base = ("--config", OFFLINE_CONFIG, "--source_dir", identity_tree, "--recursive", "-o", out,
+            "--weights-dir", weights, "--workers", "0")
+    assert run_cli(*base, "--limit", "3") == 0
+    assert len(_rows(out)) == 3
+    first = out / _rows(out)[0]["outputs"]["default"]["crop"]
+    stamp = first.stat().st_mtime_ns
+    assert run_cli(*base) == 0  # the 3 done inputs are skipped, the 5 others processed
+    rows = _rows(out)
+    assert len(rows) == 8 and len({r["input"] for r in rows}) == 8
+    assert first.stat().st_mtime_ns == stamp
+    assert run_cli(*base) == 0  # nothing left to do
+    assert len(_rows(out)) == 8
+    assert run_cli(*base, "--overwrite") == 0
+    rows = _rows(out)
+    assert len(rows) == 16 and {r["status"] for r in rows} == {"ok"}
+    assert first.stat().st_mtime_ns != stamp
+
+
+def test_changed_config_keeps_existing_outputs_unless_overwrite(identity_tree: Path, tmp_path: Path, weights: Path,
+                                                                run_cli: Callable[..., int]) -> None:
+    out = tmp_path / "out"
+    base = ("--config", OFFLINE_CONFIG, "--source_dir", identity_tree / "astronaut", "-o", out,
+            "--weights-dir", weights, "--workers", "0")
+    assert run_cli(*base) == 0
+    assert run_cli(*base, "--set", "crop.scale=2.0") == 0  # new hash: redo, but existing files are kept
+    rows = _rows(out)
+    assert [r["status"] for r in rows] == ["ok", "ok", "skipped_existing", "skipped_existing"]
+    assert "overwrite" in rows[-1]["reason"]
+    assert run_cli(*base, "--set", "crop.scale=2.0") == 0  # skipped_existing rows count as done
+    assert len(_rows(out)) == 4
+
+
+def test_full_and_crop_outputs_and_all_faces(group_photo, tmp_path: Path, weights: Path,
+                                             run_cli: Callable[..., int]) -> None:
+    source = tmp_path / "src"
+    save(source / "group.jpg", group_photo)
+    out = tmp_path / "out"
+    code = run_cli("--config", OFFLINE_CONFIG, "--source_dir", source, "-o", out, "--weights-dir", weights,
+                   "--set", "output.kind=both", "--set", "detection.face_choice=all", "--set", "output.format=jpg")
+    assert code == 0
+    (row,) = _rows(out)
+    assert row["face_count"] == 6 and len(row["other_faces"]) == 5
+    assert row["outputs"]["default"] == {"crop": "crop/group.jpg", "full": "full/group.jpg"}
+    assert row["other_faces"][0]["outputs"]["default"]["crop"] == "crop/group_face1.jpg"
+    full = cv2.imread(str(out / "full" / "group.jpg"))
+    assert full.shape == group_photo.shape
+    assert len(list((out / "crop").glob("*.jpg"))) == 6
