@@ -20,11 +20,9 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
-import os
 import platform
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +30,7 @@ from typing import Any, TypeVar
 from frontalize import __version__
 from frontalize.config.schema import config_hash, dump_config_yaml, load_config, with_value
 from frontalize.errors import DeviceError, FrontalizeError
+from frontalize.io.atomic import atomic_write_text
 
 T = TypeVar("T")
 log = logging.getLogger("frontalize")
@@ -160,20 +159,6 @@ def print_config(cfg: Any) -> None:
     sys.stdout.flush()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _weight_record(item: Any) -> dict[str, Any]:
     if isinstance(item, Mapping):
         return dict(item)
@@ -194,7 +179,7 @@ def write_run_metadata(
         Path of ``run_info.json``.
     """
     out = Path(out_dir)
-    _atomic_write_text(out / "run_config.yaml", dump_config_yaml(cfg))
+    atomic_write_text(out / "run_config.yaml", dump_config_yaml(cfg))
     info: dict[str, Any] = {
         "package": "frontalize",
         "version": __version__,
@@ -209,5 +194,5 @@ def write_run_metadata(
         info["torch"] = sys.modules["torch"].__version__
     info.update(extra or {})
     path = out / "run_info.json"
-    _atomic_write_text(path, json.dumps(info, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_text(path, json.dumps(info, indent=2, sort_keys=False, default=str) + "\n")
     return path

@@ -27,7 +27,7 @@ from frontalize.weights import get_weight, verify_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LP_WEIGHT_KEYS", "STITCHING_SUBDICTS", "load_official", "official_checkpoint_dicts", "strip_prefix"]
+__all__ = ["LP_WEIGHT_KEYS", "STITCHING_SUBDICTS", "load_base_network", "load_official", "official_checkpoint_dicts", "strip_prefix"]
 
 # registry key → network name, for the four single-network files
 _BASE_FILES: dict[str, str] = {
@@ -115,6 +115,22 @@ def _load_stitching_bundle(path: Path) -> dict[str, nn.Module]:
     return networks
 
 
+def load_base_network(name: str, path: str | os.PathLike[str]) -> nn.Module:
+    """Build one base network (F, M, W or G) and load its released checkpoint file (strict, weights_only).
+
+    The caller verifies the file through the weights registry first.
+
+    Raises:
+        WeightsMissingError: the file is unreadable or its keys/shapes do not match the network.
+    """
+    module = build_network(name)
+    state_dict: Mapping[str, Any] = strip_prefix(_load_file(Path(path)), _DDP_PREFIX)
+    if name == "motion_extractor":
+        state_dict = _motion_state_dict(module, state_dict)
+    _load_strict(module, state_dict, str(path))
+    return module
+
+
 def load_official(weights_dir: str | os.PathLike[str], *, device: torch.device | str = "cpu",
                   allow_unverified: bool = False) -> dict[str, nn.Module]:
     """Build the seven LivePortrait networks and load the released checkpoints into them (strict).
@@ -136,13 +152,7 @@ def load_official(weights_dir: str | os.PathLike[str], *, device: torch.device |
     # the small stitching file first, then the base models from small to large: a broken file fails fast
     networks = _load_stitching_bundle(verified[_STITCHING_KEY].path)
     for key, name in _BASE_FILES.items():
-        path = verified[key].path
-        module = build_network(name)
-        state_dict: Mapping[str, Any] = strip_prefix(_load_file(path), _DDP_PREFIX)
-        if name == "motion_extractor":
-            state_dict = _motion_state_dict(module, state_dict)
-        _load_strict(module, state_dict, str(path))
-        networks[name] = module
+        networks[name] = load_base_network(name, verified[key].path)
     logger.info("loaded LivePortrait networks from %s", weights_dir)
     return {name: module.to(device).eval() for name, module in networks.items()}
 

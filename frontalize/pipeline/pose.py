@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from frontalize.errors import WeightsMissingError
 from frontalize.liveportrait.crop import images_to_tensor, network_input
 from frontalize.liveportrait.geometry import parse_motion
-from frontalize.liveportrait.networks import build_network
+from frontalize.liveportrait.loading import load_base_network
 from frontalize.pipeline.records import Pose
 
 logger = logging.getLogger(__name__)
@@ -36,14 +35,7 @@ def load_motion_extractor(path: Path, device: str) -> nn.Module:
     Raises:
         WeightsMissingError: the file cannot be read or does not match the network.
     """
-    module = build_network("motion_extractor")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state_dict, strict=True)
-    except (RuntimeError, OSError, ValueError, EOFError) as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise WeightsMissingError(f"{path}: not a usable motion extractor checkpoint ({first_line})") from exc
-    return module.to(device).eval()
+    return load_base_network("motion_extractor", path).to(device).eval()
 
 
 class MotionPoseEstimator:
