@@ -10,7 +10,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from frontalize.cli.common import (
     EXIT_CODES_HELP,
@@ -24,6 +24,10 @@ from frontalize.cli.common import (
 from frontalize.config.evaluation import EvalConfig
 from frontalize.config.schema import dump_config_yaml, with_value
 from frontalize.errors import ConfigError
+from frontalize.ray_support import import_ray
+
+if TYPE_CHECKING:
+    from frontalize.evaluation.embed import BatchRunner
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip the figures (config figures.enabled=false)")
     run.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                      help="no progress bars (config run.progress)")
+    run.add_argument("--executor", choices=("local", "ray"),
+                     help="local = this process; ray = the detection + embedding pass on Ray actors, on a local "
+                          "Ray or a cluster (pip install .[ray]); statistics stay here (config executor)")
+    run.add_argument("--ray-address", dest="ray_address", metavar="ADDRESS",
+                     help="with --executor ray: 'auto' or host:port joins that cluster; default: start a local "
+                          "Ray on this machine (config ray.address)")
     run.add_argument("--allow-unverified-weights", dest="allow_unverified", action="store_true",
                      help="only require weight files to exist, without checksums (test weights)")
     add_common_arguments(parser)
@@ -108,6 +118,8 @@ def _flag_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
         ("cache.dir", args.cache_dir),
         ("cache.enabled", args.cache),
         ("figures.enabled", args.figures),
+        ("executor", args.executor),
+        ("ray.address", args.ray_address),
         ("allow_unverified_weights", True if args.allow_unverified else None),
     ]
     return [(key, value) for key, value in pairs if value is not None]
@@ -119,6 +131,17 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
     for key, value in _flag_overrides(args):
         cfg = with_value(cfg, key, value, source="--" + key.rsplit(".", 1)[-1].replace("_", "-"))
     return cfg
+
+
+def _batch_runner(cfg: EvalConfig) -> BatchRunner:
+    """Executor of the detection + embedding pass: this process, or Ray actors (``executor: ray``)."""
+    if cfg.executor == "local":
+        from frontalize.evaluation.embed import local_runner  # local: heavy imports after parsing
+
+        return local_runner
+    from frontalize.evaluation.embed_ray import RayEmbedRunner  # local: only with the optional extra
+
+    return RayEmbedRunner(cfg.ray, allow_unverified=cfg.allow_unverified_weights)
 
 
 def _body(args: argparse.Namespace) -> int:
@@ -134,10 +157,15 @@ def _body(args: argparse.Namespace) -> int:
     from frontalize.weights import resolve_weights_root
 
     device = resolve_device(cfg.device)
+    if cfg.executor == "ray":
+        import_ray()  # a missing optional package is a usage error before any work
     weights_root = resolve_weights_root(cfg.weights_dir)
     logger.debug("resolved config:\n%s", dump_config_yaml(cfg))
     inputs = EvaluationInputs(Path(args.data), tuple(Path(p) for p in args.frontal_dirs), Path(args.output))
-    results = evaluate(cfg, inputs, weights_root=weights_root, device=device)
+    from frontalize.evaluation.guard_report import GuardSection  # local: heavy imports after parsing
+
+    results = evaluate(cfg, inputs, weights_root=weights_root, device=device, runner=_batch_runner(cfg),
+                       sections=[GuardSection()])
     write_run_metadata(inputs.out_dir, cfg, results.verified_weights,
                        extra={"data": str(inputs.data_dir), "frontal_dirs": [str(p) for p in inputs.frontal_dirs],
                               "device": device})

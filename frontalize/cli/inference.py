@@ -29,6 +29,7 @@ from frontalize.config.schema import dump_config_yaml, with_value
 from frontalize.errors import ConfigError
 from frontalize.io.images import IMAGE_EXTENSIONS
 from frontalize.pipeline.runner import RunPlan, execute_run, plan_run
+from frontalize.ray_support import import_ray
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ examples:
   python inference.py --source_dir DATA --source_pattern "*.png" -o OUT --frontalize
   python inference.py --config configs/offline.yaml --source_dir DATA --recursive -o OUT      (crop/align only)
   python inference.py --config configs/examples/variants.yaml --source_dir DATA -o OUT --frontalize
+  python inference.py --source_dir DATA -o OUT --frontalize --set guard.enabled=true --guard-dump   (identity guard)
 
 outputs: OUT/[VARIANT/][crop|full/]<input path>.png mirrors the input tree; OUT/manifest.jsonl (+ .csv) has one
 row per input (status, reason, poses, outputs, timings); rerunning skips inputs already done with the same config.
@@ -85,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-unverified-weights", dest="allow_unverified", action="store_true",
                      help="only require weight files to exist, without checksums (for make_test_weights.py "
                           "output; results are then meaningless)")
+    run.add_argument("--guard-dump", dest="guard_dump", action="store_true",
+                     help="with the identity guard (--set guard.enabled=true): also write every candidate to "
+                          "OUT/_guard/<input>/<candidate>.png (config guard.dump)")
+    run.add_argument("--executor", choices=("local", "ray"),
+                     help="local = this process (threads); ray = Ray Data tasks and actors on a local Ray or a "
+                          "cluster, same outputs and manifest (pip install .[ray]) (config executor)")
+    run.add_argument("--ray-address", dest="ray_address", metavar="ADDRESS",
+                     help="with --executor ray: 'auto' or host:port joins that cluster; default: start a local "
+                          "Ray on this machine (config ray.address)")
     run.add_argument("--dry-run", dest="dry_run", action="store_true",
                      help="validate the config and weights, list the inputs and what resume would do, then exit")
     add_common_arguments(parser)
@@ -122,7 +133,10 @@ def _flag_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
         ("run.workers", args.workers),
         ("run.on_error", args.on_error),
         ("run.progress", args.progress),
+        ("executor", args.executor),
+        ("ray.address", args.ray_address),
         ("allow_unverified_weights", True if args.allow_unverified else None),
+        ("guard.dump", True if args.guard_dump else None),
     ]
     if args.source_dir is None and alias.get("source_dir"):
         args.source_dir = alias["source_dir"]
@@ -156,6 +170,8 @@ def _body(args: argparse.Namespace) -> int:
     if not args.output:
         raise ConfigError("-o/--output DIR is required")
     device = resolve_device(cfg.device)
+    if cfg.executor == "ray":
+        import_ray()  # a missing optional package is a usage error before any work
     logger.debug("resolved config:\n%s", dump_config_yaml(cfg))
     plan = plan_run(cfg, source_dir=args.source_dir, out_dir=args.output, device=device, overwrite=args.overwrite)
     if args.dry_run:
@@ -167,6 +183,10 @@ def _body(args: argparse.Namespace) -> int:
                 len(plan.items), len(plan.resume.done))
     write_run_metadata(plan.out_dir, cfg, plan.verified_weights, config_exclude=HASH_EXCLUDE,
                        extra={"source_dir": str(plan.source_root), "device": device})
+    if cfg.executor == "ray":
+        from frontalize.pipeline.executor_ray import execute_run_ray  # local: only with the optional extra
+
+        return execute_run_ray(plan).exit_code
     return execute_run(plan).exit_code
 
 

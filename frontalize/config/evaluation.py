@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from frontalize.config.ray_config import ExecutorChoice, RayConfig
 from frontalize.errors import ConfigError
 
 __all__ = [
@@ -185,6 +186,10 @@ class EvalConfig:
     stats: StatsConfig = field(default_factory=StatsConfig, metadata={"help": "statistics"})
     figures: FiguresConfig = field(default_factory=FiguresConfig, metadata={"help": "figures"})
     run: EvalRunConfig = field(default_factory=EvalRunConfig, metadata={"help": "execution"})
+    executor: ExecutorChoice = field(default="local", metadata={
+        "help": "local = this process; ray = the detection + embedding pass on Ray Data actors, on a local Ray or "
+                "a cluster (pip install .[ray]); statistics, tables and figures stay in this process"})
+    ray: RayConfig = field(default_factory=RayConfig, metadata={"help": "Ray execution (executor: ray)"})
 
     def __post_init__(self) -> None:
         if not _DEVICE_RE.match(self.device):

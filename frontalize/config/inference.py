@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from frontalize.config.ray_config import ExecutorChoice, RayConfig
 from frontalize.config.stages import STAGE_NAMES, StagesConfig
 from frontalize.errors import ConfigError
 
@@ -20,6 +21,7 @@ __all__ = [
     "CropConfig",
     "DetectionConfig",
     "FrontalizerConfig",
+    "GuardConfig",
     "InferenceConfig",
     "InputConfig",
     "OutputConfig",
@@ -38,6 +40,10 @@ HASH_EXCLUDE: tuple[str, ...] = (
     "input",
     "run",
     "frontalizer.batch_size",
+    "executor",
+    "ray",
+    "guard.dump",
+    "guard.render_chunk",
 )
 """Dotted keys that do not change what an input's outputs look like, so they are left out of the config hash
 that resume compares (changing the device, the worker count or the input selection keeps finished rows)."""
@@ -130,6 +136,80 @@ class FrontalizerConfig:
                 "present (else poses are null)"})
 
 
+GUARD_STAGES: tuple[str, ...] = ("gfpgan", "colour", "sharpen")
+"""Stages that may form extra guard candidates (they keep the 512×512 RGB crop framing)."""
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Identity guard (liveportrait backend): render K candidates per face from the same source features, score
+    each against the source with a face recognizer, keep the most similar one that is frontal enough."""
+
+    enabled: bool = field(default=False, metadata={
+        "help": "render every candidate below and keep the one most similar to the source whose residual pose "
+                "is within max_residual_yaw/pitch (costs about K× the W+G time of a plain run)"})
+    alphas: tuple[float, ...] = field(default=(1.0, 0.85, 0.7, 0.5), metadata={
+        "help": "rotation fractions towards frontal tried (1 = fully frontal, 0.5 = half way); each in (0, 1]"})
+    expressions: tuple[Literal["keep", "neutralize"], ...] = field(default=("keep", "neutralize"), metadata={
+        "help": "expressions tried: keep the source expression and/or neutralize it"})
+    stitching: tuple[bool, ...] = field(default=(True,), metadata={
+        "help": "stitching settings tried ([true, false] doubles K; without stitching the crop border may not "
+                "match the source after paste-back)"})
+    stages: tuple[str, ...] = field(default=(), metadata={
+        "help": "post-processing stages that each add a candidate per rendered one (settings from 'stages'); "
+                "names from " + ", ".join(GUARD_STAGES) + "; the output trees' own stages still run afterwards"})
+    recognizer: Literal["arcface_r50", "arcface_r100", "dlib_resnet"] = field(default="arcface_r50", metadata={
+        "help": "recognizer scoring cosine similarity to the source crop: arcface_r50 (buffalo_l), arcface_r100 "
+                "(antelopev2), dlib_resnet (offline, no download)"})
+    detector: Literal["scrfd_10g", "retinaface_r50", "retinaface_mnet"] = field(default="scrfd_10g", metadata={
+        "help": "detector that finds the face to align in the source crop and in each candidate "
+                "(retinaface_mnet is offline)"})
+    det_size: int = field(default=640, metadata={
+        "help": "detection size of that detector in pixels, a multiple of 32", "min": 32, "max": 4096})
+    threshold: float = field(default=0.5, metadata={
+        "help": "minimum face score; a candidate without a face gets similarity null", "min": 0.0, "max": 1.0})
+    max_residual_yaw: float = field(default=10.0, metadata={
+        "help": "a candidate qualifies when the motion extractor measures |yaw| at most this on it (degrees)",
+        "min": 0.0, "max": 90.0})
+    max_residual_pitch: float = field(default=10.0, metadata={
+        "help": "and |pitch| at most this (degrees); when no candidate qualifies, the most frontal one is kept "
+                "and flagged fallback", "min": 0.0, "max": 90.0})
+    render_chunk: int | None = field(default=None, metadata={
+        "help": "at most this many (face, candidate) rows per W+G call; null = the whole batch × K at once "
+                "(lower it on GPU out-of-memory)", "min": 1})
+    dump: bool = field(default=False, metadata={
+        "help": "also write every candidate crop to OUT/_guard/<input>/<candidate>.<format> (--guard-dump)"})
+
+    def __post_init__(self) -> None:
+        _check_unique("guard.alphas", self.alphas)
+        if any(not 0.0 < alpha <= 1.0 for alpha in self.alphas):
+            raise ConfigError(f"guard.alphas: every alpha must be in (0, 1], got {list(self.alphas)}")
+        _check_unique("guard.expressions", self.expressions)
+        _check_unique("guard.stitching", self.stitching)
+        if len(set(self.stages)) != len(self.stages):
+            raise ConfigError(f"guard.stages: a stage is listed more than once: {list(self.stages)}")
+        for position, name in enumerate(self.stages):
+            if name not in GUARD_STAGES:
+                close = difflib.get_close_matches(name, GUARD_STAGES, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(f"guard.stages[{position}]: {name!r} cannot form a guard candidate; {hint}"
+                                  f"valid: {', '.join(GUARD_STAGES)}")
+        if self.det_size % 32:
+            raise ConfigError(f"guard.det_size: {self.det_size} is not a multiple of 32 (e.g. 640)")
+
+    @property
+    def candidate_count(self) -> int:
+        """K: candidates per face (rendered ones × (1 + stage candidates))."""
+        return len(self.alphas) * len(self.expressions) * len(self.stitching) * (1 + len(self.stages))
+
+
+def _check_unique(key: str, values: tuple[object, ...]) -> None:
+    if not values:
+        raise ConfigError(f"{key}: at least one value is needed")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{key}: a value is listed more than once: {list(values)}")
+
+
 @dataclass(frozen=True)
 class OutputConfig:
     """What is written per face."""
@@ -203,12 +283,18 @@ class InferenceConfig:
     detection: DetectionConfig = field(default_factory=DetectionConfig, metadata={"help": "face detection"})
     crop: CropConfig = field(default_factory=CropConfig, metadata={"help": "crop geometry"})
     frontalizer: FrontalizerConfig = field(default_factory=FrontalizerConfig, metadata={"help": "frontalizer"})
+    guard: GuardConfig = field(default_factory=GuardConfig, metadata={
+        "help": "identity guard: several candidate outputs per face, the one keeping the most identity wins"})
     output: OutputConfig = field(default_factory=OutputConfig, metadata={"help": "output images"})
     stages: StagesConfig = field(default_factory=StagesConfig, metadata={"help": "post-processing stages"})
     variants: tuple[VariantConfig, ...] = field(default=(), metadata={
         "help": "output trees written in one run from the same frontalized face (e.g. base, gfpgan, sharp, "
                 "omit-bg); empty = one tree with the enabled stages in stages.order"})
     run: RunConfig = field(default_factory=RunConfig, metadata={"help": "execution"})
+    executor: ExecutorChoice = field(default="local", metadata={
+        "help": "local = this process (threads); ray = Ray Data tasks and actors, on a local Ray or a cluster "
+                "(pip install .[ray]; same outputs and manifest)"})
+    ray: RayConfig = field(default_factory=RayConfig, metadata={"help": "Ray execution (executor: ray)"})
 
     def __post_init__(self) -> None:
         if not _DEVICE_RE.match(self.device):

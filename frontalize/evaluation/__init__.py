@@ -10,5 +10,7 @@ Modules, in the order a run uses them:
   never scored 0);
 * :mod:`.metrics`, :mod:`.stats`, :mod:`.posecues` — pure numpy/scipy/sklearn functions;
 * :mod:`.analysis` — the report's numbers; :mod:`.tables`, :mod:`.figures`, :mod:`.figure_plan`, :mod:`.report`
-  — Markdown/CSV/JSON tables, PNG figures, ``report.md`` and ``summary.json`` (extensible with report sections).
+  — Markdown/CSV/JSON tables, PNG figures, ``report.md`` and ``summary.json`` (extensible with report sections);
+* :mod:`.guard_report`, :mod:`.guard_figures` — the identity guard's section: guarded vs unguarded trees and the
+  identity/frontality trade-off.
 """

@@ -14,19 +14,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from frontalize import __version__
+from frontalize.datasets.base import Dataset
 from frontalize.evaluation.analysis import SIMILARITY_DEFINITIONS
 from frontalize.evaluation.figure_plan import FigureRef, make_figures
 from frontalize.evaluation.results import EvaluationResults
 from frontalize.evaluation.tables import Table, build_tables
-from frontalize.evaluation.trees import MATCHING_RULE
+from frontalize.evaluation.trees import MATCHING_RULE, FrontalArm
 from frontalize.io.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportSection", "SectionOutput", "summary_dict", "write_report"]
+__all__ = ["ReportSection", "SectionImages", "SectionOutput", "summary_dict", "write_report"]
 
 NET_GAIN_DEFINITION = ("net gain = mean over images of cos(Frontal, GT) − cos(Angle, GT), on images whose angled "
                        "version, frontalized version and GT all have a detected face")
@@ -50,6 +51,16 @@ class ReportSection(Protocol):
 
     def build(self, results: EvaluationResults, out_dir: Path) -> SectionOutput | None:
         """Compute and draw this section's content (None = nothing to add for this run)."""
+        ...
+
+
+@runtime_checkable
+class SectionImages(Protocol):
+    """A report section whose own images join the detection + embedding pass (e.g. the identity guard's dumped
+    candidates); their detections and embeddings are then in ``results.store`` when :meth:`build` runs."""
+
+    def image_paths(self, dataset: Dataset, arms: Sequence[FrontalArm]) -> list[Path]:
+        """Extra image files to detect and embed under every combination."""
         ...
 
 

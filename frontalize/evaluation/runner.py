@@ -31,7 +31,7 @@ from frontalize.evaluation.embed import (
     run_embedding_pass,
 )
 from frontalize.evaluation.pairing import build_gallery, estimated_pose, pair_arm
-from frontalize.evaluation.report import ReportSection, write_report
+from frontalize.evaluation.report import ReportSection, SectionImages, write_report
 from frontalize.evaluation.results import ArmResult, CombinationResult, EvaluationResults
 from frontalize.evaluation.trees import FrontalArm, discover_arms, unique_arm_names
 from frontalize.faces.registry import POSE68_KEYS, detector_weight_keys, recognizer_weight_keys
@@ -203,7 +203,9 @@ def evaluate(
     cache_dir = (Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()) if cfg.cache.enabled \
         else None
     with EmbeddingCache(cache_dir) as cache:
-        store = run_embedding_pass(_image_paths(dataset, arms), pairs, models, cache,
+        extra = [p for section in sections if isinstance(section, SectionImages)
+                 for p in section.image_paths(dataset, arms)]
+        store = run_embedding_pass(_image_paths(dataset, arms) + extra, pairs, models, cache,
                                    batch_size=cfg.run.batch_size, progress=cfg.run.progress, runner=runner)
     if dataset.layout == "lfw":
         dataset = _choose_lfw_gt(dataset, store, cfg.combinations[0].detector, use_pose)

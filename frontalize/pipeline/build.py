@@ -89,6 +89,10 @@ def build_prepare_step(plan: RunPlan) -> PrepareStep:
 def build_frontalize_batch(plan: RunPlan) -> FrontalizeBatch:
     """Frontalizer batch step (loads the backend and, where it uses one, the pose estimator)."""
     cfg = plan.config
+    if cfg.guard.enabled:
+        from frontalize.pipeline.guard import build_guard_frontalizer  # local: the guard loads its own models
+
+        return FrontalizeBatch(build_guard_frontalizer(plan), cfg.frontalizer.batch_size)
     spec = get_backend_spec(cfg.frontalizer.backend)
     pose_estimator = None
     if spec.uses_pose_estimator and plan.measure_poses:

@@ -9,6 +9,9 @@ Output layout (all paths relative to the output folder, POSIX separators)::
 * ``_face<i>`` only for the 2nd, 3rd, … face of an input with ``detection.face_choice: all`` (the largest
   face keeps the plain name, so the tree mirrors the input tree one-to-one).
 
+With the identity guard's ``guard.dump``, every candidate crop also goes to
+``_guard/<input path without extension>[_face<i>]/<candidate name>.<png|jpg>`` (row key ``guard_dumps``).
+
 Files are written atomically and the manifest row is produced only after every file of the input exists.
 """
 
@@ -35,6 +38,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_TREE_KEY = "default"
 """Key of the single output tree in a row's ``outputs`` when no ``variants`` are configured."""
 
+CANDIDATE_DIR = "_guard"
+"""Folder (under the output folder) of the identity guard's dumped candidates (``guard.dump``)."""
+
 
 @dataclass(frozen=True)
 class OutputLayout:
@@ -60,6 +66,11 @@ class OutputLayout:
         suffix = f"_face{face_index}" if face_index else ""
         parts.append(f"{output_stem}{suffix}.{self.fmt}")
         return "/".join(parts)
+
+    def candidate_relpath(self, output_stem: str, name: str, face_index: int = 0) -> str:
+        """Relative POSIX path of one dumped guard candidate: ``_guard/<stem>[_face<i>]/<name>.<fmt>``."""
+        suffix = f"_face{face_index}" if face_index else ""
+        return f"{CANDIDATE_DIR}/{output_stem}{suffix}/{name}.{self.fmt}"
 
     def face_paths(self, output_stem: str, face_index: int = 0) -> list[Path]:
         """Every file one face produces (all trees × kinds)."""
@@ -144,6 +155,7 @@ class FinishStep:
                 with timed(timings, "encode_write"):
                     write_image(self.layout.out_dir / rel, result, self.layout.fmt, jpeg_quality=self.jpeg_quality)
                 outputs.setdefault(tree or DEFAULT_TREE_KEY, {})[kind] = rel
+        dumps = self._write_candidates(rendered, face, timings)
         return {
             "face_index": face.face.index,
             "box": [round(float(v), 2) for v in face.face.box],
@@ -153,7 +165,18 @@ class FinishStep:
             "output_pose": pose_record(face.output_pose),
             "outputs": outputs,
             **face.extra,
+            **({"guard_dumps": dumps} if dumps else {}),
         }
+
+    def _write_candidates(self, rendered: Rendered, face: RenderedFace, timings: dict[str, float]) -> dict[str, str]:
+        """Write the dumped guard candidates of one face; returns candidate name → relative path."""
+        written: dict[str, str] = {}
+        for name, image in face.candidate_images.items():
+            rel = self.layout.candidate_relpath(rendered.prepared.item.output_stem, name, face.face.index)
+            with timed(timings, "encode_write"):
+                write_image(self.layout.out_dir / rel, image, self.layout.fmt, jpeg_quality=self.jpeg_quality)
+            written[name] = rel
+        return written
 
     def _apply(self, cache: dict[tuple[str, ...], np.ndarray], names: Sequence[str], context: StageContext,
                timings: dict[str, float]) -> np.ndarray:

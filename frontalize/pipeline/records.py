@@ -76,6 +76,7 @@ class RenderedFace:
         source_pose: pose of the source crop, or None without a pose estimator.
         output_pose: pose of the frontalized crop (the residual), or None.
         extra: backend-specific manifest fields (e.g. candidates of an identity guard).
+        candidate_images: name → candidate crop written under ``_guard/`` (identity guard with ``guard.dump``).
     """
 
     face: PreparedFace
@@ -83,6 +84,7 @@ class RenderedFace:
     source_pose: Pose | None = None
     output_pose: Pose | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    candidate_images: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

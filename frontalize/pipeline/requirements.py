@@ -6,8 +6,10 @@ import logging
 from pathlib import Path
 
 from frontalize.config.inference import InferenceConfig
+from frontalize.errors import ConfigError
 from frontalize.faces.registry import LANDMARKER106_KEYS, detector_weight_keys
 from frontalize.pipeline.backends.base import get_backend_spec
+from frontalize.pipeline.guard import guard_weight_keys
 from frontalize.stages.registry import stage_weight_keys
 from frontalize.weights import weight_path
 
@@ -48,6 +50,9 @@ def weight_requirements(cfg: InferenceConfig, weights_root: Path) -> tuple[list[
 
     Returns:
         ``(keys, measure_poses)``: keys in a stable order without duplicates.
+
+    Raises:
+        ConfigError: ``guard.enabled`` without the liveportrait frontalizer.
     """
     detector, landmarks = DETECTOR_CHAINS[cfg.detection.detector]
     keys: list[str] = list(detector_weight_keys(detector))
@@ -63,4 +68,10 @@ def weight_requirements(cfg: InferenceConfig, weights_root: Path) -> tuple[list[
         measure_poses = cfg.frontalizer.pose_estimation != "never"
     for name in cfg.used_stages():
         keys.extend(stage_weight_keys(name, cfg.stages))
+    if cfg.guard.enabled:
+        if cfg.frontalizer.backend != "liveportrait":
+            raise ConfigError("guard.enabled: the identity guard needs the liveportrait frontalizer "
+                              "(add --frontalize or set frontalizer.backend: liveportrait)")
+        keys.extend(guard_weight_keys(cfg.guard, {name: stage_weight_keys(name, cfg.stages)
+                                                  for name in cfg.guard.stages}))
     return list(dict.fromkeys(keys)), measure_poses

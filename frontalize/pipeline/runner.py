@@ -31,6 +31,7 @@ from frontalize.pipeline.build import build_steps
 from frontalize.pipeline.inputs import InputItem, check_output_location, discover_inputs
 from frontalize.pipeline.requirements import weight_requirements
 from frontalize.pipeline.resume import SUCCESS_STATUSES, ResumePlan, plan_resume
+from frontalize.pipeline.shards import merge_shards, read_shard_rows
 from frontalize.pipeline.steps import Steps
 from frontalize.pipeline.workers import batch_by_weight, bounded_map
 from frontalize.weights import VerifiedWeight, resolve_weights_root, verify_weights
@@ -120,14 +121,16 @@ def plan_run(
         logger.warning("UNVERIFIED WEIGHTS: checksums are not enforced; with test weights (make_test_weights.py) "
                        "every output is MEANINGLESS and only exercises the pipeline")
     digest = config_hash(cfg, exclude=HASH_EXCLUDE)
-    latest = latest_rows(read_manifest(out_path / MANIFEST_NAME))
+    # rows of manifest shards an interrupted Ray run left behind count as written (merged when the run starts)
+    latest = latest_rows([*read_manifest(out_path / MANIFEST_NAME), *read_shard_rows(out_path)])
     resume = plan_resume(items, latest, digest, overwrite=overwrite)
     return RunPlan(config=cfg, source_root=source_root, out_dir=out_path, items=tuple(items), resume=resume,
                    config_hash=digest, weights_root=weights_root, verified_weights=verified, device=device,
                    overwrite=overwrite, measure_poses=measure_poses)
 
 
-def _skipped_existing_row(item: InputItem, config_hash_value: str) -> dict[str, Any]:
+def skipped_existing_row(item: InputItem, config_hash_value: str) -> dict[str, Any]:
+    """Manifest row of an input whose outputs already exist (kept without --overwrite)."""
     return {"input": item.rel, "status": "skipped_existing",
             "reason": "outputs already exist (kept; use --overwrite to replace them)", "face_index": 0,
             "outputs": {}, "config_hash": config_hash_value}
@@ -191,6 +194,7 @@ def execute_run(plan: RunPlan, steps: Steps | None = None) -> RunSummary:
     cfg = plan.config
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(plan.out_dir)
+    merge_shards(plan.out_dir, plan.out_dir / MANIFEST_NAME)
     steps = steps or build_steps(plan)
     todo: list[InputItem] = []
     started = time.perf_counter()
@@ -202,7 +206,7 @@ def execute_run(plan: RunPlan, steps: Steps | None = None) -> RunSummary:
         sink = _RowSink(manifest, bar, cfg.run.on_error == "abort")
         for item in plan.resume.todo:
             if not plan.overwrite and all(path.is_file() for path in steps.expected_outputs(item)):
-                sink(_skipped_existing_row(item, plan.config_hash))
+                sink(skipped_existing_row(item, plan.config_hash))
             else:
                 todo.append(item)
         _drive(todo, steps, sink, cfg.run.workers, cfg.run.prefetch)

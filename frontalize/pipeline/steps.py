@@ -178,7 +178,8 @@ class FrontalizeBatch:
                         target.status, target.reason = "frontalize_error", describe_error(outcome)
                     continue
                 target.faces.append(RenderedFace(face=face, image=outcome.image, source_pose=outcome.source_pose,
-                                                 output_pose=outcome.output_pose, extra=outcome.extra))
+                                                 output_pose=outcome.output_pose, extra=outcome.extra,
+                                                 candidate_images=outcome.candidate_images))
         for item in rendered:
             if item.status != "ok":
                 item.faces = []

@@ -38,12 +38,15 @@ class FrontalizedFace:
         source_pose: pose of the input crop when the backend measured it on the way (None otherwise).
         output_pose: residual pose of ``image`` when the backend measured it (None otherwise).
         extra: backend-specific manifest fields.
+        candidate_images: name → 512×512×3 uint8 RGB image of every candidate to dump for inspection (identity
+            guard with ``guard.dump``; empty otherwise).
     """
 
     image: np.ndarray
     source_pose: Pose | None = None
     output_pose: Pose | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    candidate_images: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
