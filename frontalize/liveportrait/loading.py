@@ -27,7 +27,8 @@ from frontalize.weights import get_weight, verify_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LP_WEIGHT_KEYS", "STITCHING_SUBDICTS", "load_base_network", "load_official", "official_checkpoint_dicts", "strip_prefix"]
+__all__ = ["LP_WEIGHT_KEYS", "STITCHING_SUBDICTS", "load_base_network", "load_official", "official_checkpoint_dicts",
+           "strip_prefix"]
 
 # registry key → network name, for the four single-network files
 _BASE_FILES: dict[str, str] = {
