@@ -183,7 +183,7 @@ class DenseMotionNetwork(nn.Module):
         deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)
         result = {"mask": mask, "deformation": deformation}
         if self.occlusion is not None:
-            flat = prediction.view(batch, -1, height, width)
+            flat = prediction.reshape(batch, -1, height, width)
             occlusion = single_output_conv2d(flat, self.occlusion.weight, self.occlusion.bias)
             result["occlusion_map"] = torch.sigmoid(occlusion)
         return result
@@ -223,7 +223,7 @@ class WarpingNetwork(nn.Module):
         deformation = dense["deformation"]
         warped = F.grid_sample(feature_3d, deformation, mode="bilinear", padding_mode="zeros", align_corners=False)
         batch, channels, depth, height, width = warped.shape
-        out = self.fourth(self.third(warped.view(batch, channels * depth, height, width)))
+        out = self.fourth(self.third(warped.reshape(batch, channels * depth, height, width)))
         result = {"deformation": deformation}
         if "occlusion_map" in dense:
             out.mul_(dense["occlusion_map"])
