@@ -109,9 +109,8 @@ def plan_run(
         WeightsMissingError: a weight file the config needs is missing or corrupt (every problem listed).
     """
     out_path = Path(out_dir).expanduser()
-    if cfg.frontalizer.backend != "identity" and cfg.frontalizer.precision != "fp32" and not device.startswith("cuda"):
-        raise ConfigError(f"frontalizer.precision: {cfg.frontalizer.precision} needs a CUDA device (got {device}); "
-                          "use fp32")
+    if cfg.frontalizer.backend != "identity" and cfg.frontalizer.precision == "fp16" and not device.startswith("cuda"):
+        raise ConfigError(f"frontalizer.precision: fp16 needs a CUDA device (got {device}); use fp32 or bf16")
     source_root, items = discover_inputs(source_dir, cfg.input)
     check_output_location(source_root, out_path)
     weights_root = resolve_weights_root(cfg.weights_dir)

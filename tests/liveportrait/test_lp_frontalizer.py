@@ -199,6 +199,15 @@ def test_errors():
         PoseTarget(mode="side")  # type: ignore[arg-type]
 
 
+def test_bf16_autocast_runs_on_cpu():
+    x = _inputs(2, seed=5)
+    ref = LivePortraitFrontalizer(_stand_ins(), device="cpu").frontalize(x)
+    half = LivePortraitFrontalizer(_stand_ins(), device="cpu", precision="bf16").frontalize(x)
+    assert half["image"].dtype == torch.float32 and half["image"].shape == ref["image"].shape
+    assert torch.allclose(half["image"], ref["image"], atol=0.05)
+    assert not torch.equal(half["image"], ref["image"])  # autocast really ran in bf16
+
+
 @pytest.mark.gpu
 def test_cuda_precisions_run():
     if not torch.cuda.is_available():
