@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Generic, TypeVar
 
@@ -115,6 +116,13 @@ class UpBlock3d(nn.Module):
         return F.relu(self.norm(self.conv(out)), inplace=True)
 
 
+def _autocast_disabled(tensors: list[torch.Tensor]) -> AbstractContextManager[object]:
+    """Context that switches autocast off for the device type of ``tensors`` (no-op when there are none)."""
+    if not tensors:
+        return nullcontext()
+    return torch.autocast(tensors[0].device.type, enabled=False)
+
+
 class DerivedTensorCache(Generic[T]):
     """Caches a value derived from module tensors (a folded weight) until one of the sources changes.
 
@@ -143,7 +151,9 @@ class DerivedTensorCache(Generic[T]):
             return compute()
         key = (tag, *((t.data_ptr(), t._version, t.dtype, t.device) for t in present))
         if self._value is None or key != self._key:
-            with torch.no_grad():
+            # autocast off: a value folded inside a bf16/fp16 autocast region must not be cached in half precision
+            # (a later exact fp32 call would then mix dtypes); autocast re-casts the fp32 value where it is used.
+            with torch.no_grad(), _autocast_disabled(present):
                 self._value = compute()
             self._key = key
         return self._value

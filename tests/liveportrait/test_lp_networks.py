@@ -284,6 +284,20 @@ def test_tiny_spade_shapes_range_and_batching():
     _assert_batch_matches_singles(out, singles)
 
 
+def test_spade_after_bf16_autocast_still_runs_exact_fp32():
+    """Folded weights cached inside a bf16 autocast region must not leak bf16 into a later fp32 call."""
+    net = _randomised("spade_generator", TINY_G)
+    fresh = _randomised("spade_generator", TINY_G)
+    feature = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            net(feature)
+        after = net(feature)
+        reference = fresh(feature)
+    assert after.dtype == torch.float32
+    torch.testing.assert_close(after, reference, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", ["stitching", "retarget_lip", "retarget_eye"])
 def test_tiny_mlp_shapes(name):
     net = _randomised(name, MlpArch(in_features=7, hidden_features=(5, 3), out_features=2))
