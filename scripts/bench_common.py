@@ -7,7 +7,6 @@ LivePortrait; it only times callables and describes the machine they ran on.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import platform
 import resource
@@ -25,8 +24,6 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # the scripts run from a checkout, not an installed package
     sys.path.insert(0, str(REPO_ROOT))
-
-log = logging.getLogger("benchmark")
 
 # Dense (no sparsity) peak throughput in TFLOP/s from NVIDIA's data sheets. "fp32" is the non-tensor-core
 # figure: our fp32 path switches TF32 off, so that is the bound that applies to it.

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from bench_common import REPO_ROOT, peak_rss_mb
 
 from frontalize.io.manifest import read_manifest
@@ -167,10 +168,10 @@ def bench_inference_job(images_dir: Path, weights_dir: Path | None, out_dir: Pat
     if workers is not None:
         argv += ["--workers", str(workers)]
     clocks: dict[str, Any] = {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with preserved_logging(), clocked(runner, "build_steps", clocks), clocked(cli, "execute_run", clocks):
         code = cli.main(argv)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     rows = read_manifest(out_dir / "manifest.jsonl")
     summary = clocks.get("execute_run_result")
     loop_s = float(summary.elapsed_s) if summary is not None else None
@@ -182,7 +183,8 @@ def bench_inference_job(images_dir: Path, weights_dir: Path | None, out_dir: Pat
         "loop_s": round(loop_s, 3) if loop_s else None, "statuses": dict(statuses),
         "img_per_s": round(count / loop_s, 4) if loop_s else None,
         "s_per_img": round(loop_s / count, 4) if loop_s else None,
-        "img_per_s_incl_startup": round(count / wall, 4), "steps": _step_breakdown(rows),
+        "img_per_s_incl_startup": round(count / wall, 4), "cpu_s": round(cpu, 2),
+        "cpu_share": round(cpu / (wall * torch.get_num_threads()), 3), "steps": _step_breakdown(rows),
         "command": "python inference.py " + " ".join(argv), "peak_rss_mb_after": round(peak_rss_mb(), 1),
     }
     if code != 0 or statuses.get("ok", 0) != count:

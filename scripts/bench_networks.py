@@ -42,9 +42,8 @@ SHORT_NAMES: dict[str, str] = {"appearance_feature_extractor": "F", "motion_extr
                                "warping_module": "W", "spade_generator": "G"}
 NETWORKS = tuple(SHORT_NAMES)
 _COMPILED = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator")
-# channels_last applies to the 2-D networks only: W reshapes its warped volume with ``.view``, which needs the
-# contiguous layout, so channels_last_3d for F and W is not measured.
-_CHANNELS_LAST = ("motion_extractor", "spade_generator")
+# channels_last (4-D) / channels_last_3d (5-D) weights and activations for the convolutional networks
+_CHANNELS_LAST = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator")
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class RunConfig:
         batch: images per call.
         precision: ``fp32`` (exact), ``fp16`` or ``bf16`` (autocast of the networks).
         compiled: wrap F, M, W, G in ``torch.compile``.
-        channels_last: channels-last weights and activations for the 2-D networks M and G.
+        channels_last: channels-last (2-D) / channels-last-3d (3-D) weights and activations of F, M, W, G.
     """
 
     batch: int
@@ -152,16 +151,21 @@ def load_networks(weights_dir: Path | None, *, archs: Mapping[str, Any] | None =
 
 
 def _channels_last(module: nn.Module, enable: bool) -> None:
-    """Switch 4-D parameters (2-D conv weights) to channels-last, or back to contiguous (in place)."""
-    fmt = torch.channels_last if enable else torch.contiguous_format
+    """Switch 4-D / 5-D conv weights to channels-last(-3d), or back to contiguous (in place)."""
     for param in module.parameters():
-        if param.dim() == 4:
-            param.data = param.data.contiguous(memory_format=fmt)
+        if param.dim() in (4, 5):
+            param.data = param.data.contiguous(memory_format=_format(param.dim(), enable))
+
+
+def _format(ndim: int, channels_last: bool) -> torch.memory_format:
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last if ndim == 4 else torch.channels_last_3d
 
 
 def _layout(x: Tensor, enable: bool) -> Tensor:
-    """``x`` in channels-last layout when asked (4-D tensors only; see ``_CHANNELS_LAST``)."""
-    return x.contiguous(memory_format=torch.channels_last) if enable and x.dim() == 4 else x
+    """``x`` in channels-last(-3d) layout when asked (4-D and 5-D tensors)."""
+    return x.contiguous(memory_format=_format(x.dim(), True)) if enable and x.dim() in (4, 5) else x
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -211,10 +215,10 @@ def network_calls(networks: Mapping[str, nn.Module], x: Tensor, cfg: RunConfig,
         name → callable running that network on its input (under the caller's autocast/inference mode).
     """
     net = networks
-    x_2d = _layout(x, cfg.channels_last)
+    x = _layout(x, cfg.channels_last)
     feature = _counted(flops, "appearance_feature_extractor", lambda: net["appearance_feature_extractor"](x))
-    feature = feature.float()
-    motion = _counted(flops, "motion_extractor", lambda: net["motion_extractor"](x_2d))
+    feature = _layout(feature.float(), cfg.channels_last)
+    motion = _counted(flops, "motion_extractor", lambda: net["motion_extractor"](x))
     x_s = motion["kp"].float().reshape(x.shape[0], -1, 3)
     x_d = x_s + 0.02  # a small edit; W's cost does not depend on the keypoint values
     rows = torch.cat([x_s.flatten(1), x_d.flatten(1)], dim=1)
@@ -225,7 +229,7 @@ def network_calls(networks: Mapping[str, nn.Module], x: Tensor, cfg: RunConfig,
     _counted(flops, "spade_generator", lambda: net["spade_generator"](warped))
     return {
         "appearance_feature_extractor": lambda: net["appearance_feature_extractor"](x),
-        "motion_extractor": lambda: net["motion_extractor"](x_2d),
+        "motion_extractor": lambda: net["motion_extractor"](x),
         "stitching": lambda: net["stitching"](rows),
         "warping_module": lambda: net["warping_module"](feature, kp_driving=x_d, kp_source=x_s),
         "spade_generator": lambda: net["spade_generator"](warped),

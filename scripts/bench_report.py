@@ -184,10 +184,10 @@ def _job_section(results: Mapping[str, Any]) -> list[str]:
         return [f"## Whole inference.py job: {NOT_MEASURED} ({job.get('error')})", "", command, ""]
     out = ["## Whole inference.py job", "", f"Command: `{job['command']}`", ""]
     out += _table(["images", "backend", "batch", "precision", "loop s", "img/s (loop)", "s/img (loop)",
-                   "model load s", "wall s (incl. start-up)", "statuses"],
+                   "model load s", "wall s (incl. start-up)", "CPU share", "statuses"],
                   [(job["images"], job.get("backend", "liveportrait"), job["batch_size"], job["precision"],
                     job["loop_s"], job["img_per_s"], job["s_per_img"], job["model_load_s"], job["wall_s"],
-                    ", ".join(f"{k} {v}" for k, v in job["statuses"].items()))])
+                    job.get("cpu_share"), ", ".join(f"{k} {v}" for k, v in job["statuses"].items()))])
     out += ["Where the time goes (manifest per-step timings; with workers the steps overlap):", ""]
     out += _table(["step", "ms/img", "share of step time"],
                   [(step, v["ms_per_img"], v["share"]) for step, v in job["steps"].items()])

@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_settings(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Mode defaults, overridden by explicit flags."""
     cuda, quick = device.type == "cuda", args.quick
+    batches: tuple[int, ...]
     if quick:
         batches = (1, 4) if cuda else (1, 2)
     else:

@@ -119,7 +119,7 @@ def test_markdown_structure(tiny_run: tuple[dict, str, Path]) -> None:
     assert all(line.endswith("|") for line in tables)
 
 
-def test_plan_full_cpu_and_gpu_rows() -> None:
+def test_plan_full_and_quick_cpu() -> None:
     parser = benchmark.build_parser()
     cpu = torch.device("cpu")
     settings = benchmark.resolve_settings(parser.parse_args([]), cpu)
@@ -153,3 +153,14 @@ def test_time_call_counts_and_median() -> None:
     assert len(calls) == 5 and len(timing.times_s) == 3 and timing.warmup == 2
     assert timing.ms_per_img == pytest.approx(1000 * timing.median_s / 4)
     assert bench_networks.RunConfig(8, "bf16", compiled=True).label == "b8 bf16 compiled"
+
+
+def test_channels_last_config_restores_weights() -> None:
+    networks, source = bench_networks.load_networks(None, archs=bench_networks.tiny_archs())
+    cfg = bench_networks.RunConfig(batch=2, channels_last=True)
+    result = bench_networks.bench_config(networks, cfg, torch.device("cpu"), warmup=1, repeats=1,
+                                         gflop_per_img={"warping_module": 1.0}, image_size=64)
+    assert result["label"] == "b2 fp32 channels_last" and result["frontal_forward"]["status"] == "ok"
+    assert next(r for r in result["networks"] if r["network"] == "W")["gflop_per_img"] == 1.0  # carried, not counted
+    assert all(p.is_contiguous() for m in networks.values() for p in m.parameters())  # layout restored
+    assert source in ("fill.py", "seeded torch init")
