@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -179,6 +180,10 @@ def _face_of(detection: Detection) -> Face | None:
     return Face(box=detection.box, score=detection.score or 0.0, kps=detection.kps, pose=detection.pose)
 
 
+PreparedBatch = tuple[list[ImageResult], dict[str, list[tuple[int, str, np.ndarray]]]]
+"""A batch after decode + detect + align: its results so far and the chips per recognizer."""
+
+
 class EmbedBatch:
     """The per-batch work: decode → detect (per detector) → align → embed (per recognizer, batched).
 
@@ -225,23 +230,46 @@ class EmbedBatch:
                 chip = self.models.recognizers[recognizer].align(rgb, face)
                 chips.setdefault(recognizer, []).append((index, detector, chip))
 
-    def __call__(self, tasks: Sequence[ImageTask]) -> list[ImageResult]:
-        """Run one batch; every recognizer embeds all of its chips of the batch in one call."""
+    def prepare(self, tasks: Sequence[ImageTask]) -> PreparedBatch:
+        """Decode, detect and align one batch (the part that :func:`local_runner` overlaps with embedding)."""
         results = [ImageResult(task.image) for task in tasks]
         chips: dict[str, list[tuple[int, str, np.ndarray]]] = {}
         for index, task in enumerate(tasks):
             self._process(task, results[index], chips, index)
+        return results, chips
+
+    def embed_prepared(self, prepared: PreparedBatch) -> list[ImageResult]:
+        """Embed the chips of a prepared batch; every recognizer embeds all of its chips in one call."""
+        results, chips = prepared
         for recognizer, items in chips.items():
             vectors = self.models.recognizers[recognizer].embed([chip for _, _, chip in items])
             for (index, detector, _), vector in zip(items, vectors):
                 results[index].embeddings[(detector, recognizer)] = np.asarray(vector, dtype=np.float32)
         return results
 
+    def __call__(self, tasks: Sequence[ImageTask]) -> list[ImageResult]:
+        """Run one batch: :meth:`prepare` then :meth:`embed_prepared`."""
+        return self.embed_prepared(self.prepare(tasks))
+
 
 def local_runner(worker: EmbedBatch, batches: Sequence[Sequence[ImageTask]]) -> Iterator[list[ImageResult]]:
-    """Run the batches one after the other in this process."""
-    for batch in batches:
-        yield worker(batch)
+    """Run the batches in this process, in order.
+
+    Decoding, detection and alignment of batch k+1 run in one worker thread while the recognizer embeds batch k
+    (onnxruntime and dlib release the GIL), so the recognizer is not left waiting for the detector. Each model is
+    used by one thread only: detectors/aligners in the worker, recognizers' ``embed`` in the caller's thread.
+    """
+    if len(batches) < 2:
+        for batch in batches:
+            yield worker(batch)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prepare") as pool:
+        pending = pool.submit(worker.prepare, batches[0])
+        for following in batches[1:]:
+            prepared = pending.result()
+            pending = pool.submit(worker.prepare, following)
+            yield worker.embed_prepared(prepared)
+        yield worker.embed_prepared(pending.result())
 
 
 def _key(path: str | Path) -> str:
