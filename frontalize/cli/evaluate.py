@@ -37,7 +37,7 @@ examples:
   python evaluate.py --config configs/eval-offline.yaml --layout generic --data DATA \\
       --frontal-dir OUT_BASE --frontal-dir OUT_GFPGAN -o REPORT
 
-layouts: generic = DATA/ID/*.jpg (angled) + DATA/gt/ID.jpg; biwi = DATA/[hpdb/]NN/frame_XXXXX_rgb.png + pose
+layouts: generic = DATA/ID/*.jpg (angled) + DATA/gt/ID.jpg; biwi = DATA/[hpdb/]NN/frame_NNNNN_rgb.png + pose
 files; lfw = DATA/Name/Name_0001.jpg (GT = most frontal image per identity, optional --pairs pairs.txt).
 Each --frontal-dir mirrors the angled inputs' relative paths (any extension); a folder holding variant
 sub-trees gives one compared tree per variant. Outputs: REPORT/report.md, REPORT/summary.json,

@@ -1,8 +1,8 @@
-"""BIWI Kinect Head Pose layout (``hpdb/NN/frame_XXXXX_rgb.png`` + ``frame_XXXXX_pose.txt``).
+"""BIWI Kinect Head Pose layout (``hpdb/NN/frame_NNNNN_rgb.png`` + ``frame_NNNNN_pose.txt``).
 
 * Identity is the *subject*, not the sequence: 24 sequences show 20 people, and sequences 15, 18, 21 and 22
   repeat subjects 03, 05, 02 and 07 (:data:`SEQUENCE_TO_SUBJECT`).
-* Each ``frame_XXXXX_pose.txt`` holds a 3×3 rotation matrix (three lines), a blank line and the head centre in
+* Each ``frame_NNNNN_pose.txt`` holds a 3×3 rotation matrix (three lines), a blank line and the head centre in
   mm. It is converted to pitch/yaw/roll with the FSA-Net convention (:func:`rotation_to_euler`). The angles are
   those annotated, i.e. in the depth camera's frame (the RGB camera is rotated by a few degrees; we do not
   re-project, as the rest of the literature).
@@ -69,7 +69,7 @@ def rotation_to_euler(matrix: np.ndarray) -> HeadPose:
 
 
 def read_pose_file(path: Path) -> HeadPose:
-    """Parse a ``frame_XXXXX_pose.txt`` file (3 matrix rows, blank line, head centre).
+    """Parse a ``frame_NNNNN_pose.txt`` file (3 matrix rows, blank line, head centre).
 
     Raises:
         InputError: the file cannot be read or does not start with three rows of three numbers.
@@ -92,7 +92,7 @@ def find_sequence_root(root: Path) -> Path:
     for candidate in (root, root / "hpdb", *sorted(root.glob("*/hpdb"))):
         if candidate.is_dir() and any(p.is_dir() and _SEQ_RE.match(p.name) for p in candidate.iterdir()):
             return candidate
-    raise InputError(f"{root}: no BIWI sequence folders (expected hpdb/NN/frame_XXXXX_rgb.png)")
+    raise InputError(f"{root}: no BIWI sequence folders (expected hpdb/NN/frame_NNNNN_rgb.png)")
 
 
 def _scan(seq_root: Path, data_root: Path) -> tuple[list[Record], int]:
@@ -131,7 +131,7 @@ def load_biwi(
     data_root = require_dir(Path(root).resolve(), "dataset folder")
     records, skipped = _scan(find_sequence_root(data_root), data_root)
     if not records:
-        raise InputError(f"{data_root}: no annotated BIWI frame (frame_XXXXX_rgb.png + frame_XXXXX_pose.txt)")
+        raise InputError(f"{data_root}: no annotated BIWI frame (frame_NNNNN_rgb.png + frame_NNNNN_pose.txt)")
     notes = [f"{skipped} frames without a pose file were skipped"] if skipped else []
     if gt_dir is not None:
         folder = Path(gt_dir)

@@ -150,7 +150,7 @@ def rotation_matrix(pitch: float, yaw: float, roll: float) -> np.ndarray:
 
 
 def write_pose_file(path: Path, pitch: float, yaw: float, roll: float) -> None:
-    """A BIWI ``frame_XXXXX_pose.txt``: 3 matrix rows, blank line, head centre (mm)."""
+    """A BIWI ``frame_NNNNN_pose.txt``: 3 matrix rows, blank line, head centre (mm)."""
     matrix = rotation_matrix(pitch, yaw, roll)
     lines = [" ".join(f"{v:.6f}" for v in row) + " " for row in matrix]
     path.write_text("\n".join(lines) + "\n\n12.3 45.6 789.0 \n", encoding="utf-8")
@@ -161,7 +161,7 @@ BIWI_POSES = ((2.0, 3.0, 1.0), (-10.0, 25.0, 0.0), (5.0, -40.0, 2.0))
 
 
 def write_biwi(root: Path, crops: dict[str, np.ndarray]) -> tuple[Path, Path]:
-    """A BIWI-shaped tree ROOT/hpdb/NN/frame_XXXXX_rgb.png + pose files and an output tree mirroring hpdb/.
+    """A BIWI-shaped tree ROOT/hpdb/NN/frame_NNNNN_rgb.png + pose files and an output tree mirroring hpdb/.
 
     Sequence 15 shows the same person as 03 (subject 03). Frame 00001 of each sequence is near frontal except in
     sequence 15 (so subject 03's GT is frame 00001 of sequence 03). The output tree is made from ``hpdb/`` (no
