@@ -119,6 +119,10 @@ class EmbeddingCache:
             self.path = folder / "embeddings.sqlite"
             self._db = sqlite3.connect(self.path, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # A commit per batch must not cost an fsync (≈ 5 % of the embedding pass measured with full sync): in
+            # WAL mode NORMAL keeps the database consistent on a crash and can only lose the newest batches on a
+            # power cut, which a cache recomputes.
+            self._db.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA:
             self._db.execute(statement)
         self._db.commit()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from frontalize.errors import InputError
 from frontalize.evaluation.cache import Detection, EmbeddingCache
+from frontalize.evaluation.embed_local import local_runner
 from frontalize.faces.align import detect_with_retry
 from frontalize.faces.types import Face, FaceDetector, FaceRecognizer
 from frontalize.io.images import load_image
@@ -250,26 +250,6 @@ class EmbedBatch:
     def __call__(self, tasks: Sequence[ImageTask]) -> list[ImageResult]:
         """Run one batch: :meth:`prepare` then :meth:`embed_prepared`."""
         return self.embed_prepared(self.prepare(tasks))
-
-
-def local_runner(worker: EmbedBatch, batches: Sequence[Sequence[ImageTask]]) -> Iterator[list[ImageResult]]:
-    """Run the batches in this process, in order.
-
-    Decoding, detection and alignment of batch k+1 run in one worker thread while the recognizer embeds batch k
-    (onnxruntime and dlib release the GIL), so the recognizer is not left waiting for the detector. Each model is
-    used by one thread only: detectors/aligners in the worker, recognizers' ``embed`` in the caller's thread.
-    """
-    if len(batches) < 2:
-        for batch in batches:
-            yield worker(batch)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prepare") as pool:
-        pending = pool.submit(worker.prepare, batches[0])
-        for following in batches[1:]:
-            prepared = pending.result()
-            pending = pool.submit(worker.prepare, following)
-            yield worker.embed_prepared(prepared)
-        yield worker.embed_prepared(pending.result())
 
 
 def _key(path: str | Path) -> str:
