@@ -10,22 +10,31 @@ at most ``batch_size`` images per recognizer call. So the recognizer starts afte
 state (recognizer slower than detection) its batches fill up to ``batch_size``.
 
 Each model is used by one thread only: detectors and aligners in the worker, recognizers' ``embed`` in the caller.
-onnxruntime, OpenCV and dlib release the GIL, so the two threads run in parallel.
+onnxruntime and OpenCV release the GIL, so a worker thread runs in parallel with an onnxruntime recognizer. dlib's
+``compute_face_descriptor`` holds the GIL for the whole call (measured: a pure-Python thread ran 100× slower during
+it), so with a GIL-holding recognizer (``holds_gil = True``) the preparation runs in a spawned child process with
+its own copy of the models instead; while that child starts (≈ 1–2 s of imports and model loading) the caller
+prepares and embeds chunks itself, so small runs lose nothing to the start-up.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
 from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from frontalize.evaluation.embed import EmbedBatch, ImageResult, ImageTask, PreparedBatch
+    from frontalize.evaluation.embed import EmbedBatch, ImageResult, ImageTask, ModelSpec, PreparedBatch
 
-__all__ = ["PREPARE_CHUNK", "local_runner", "merge_prepared"]
+log = logging.getLogger(__name__)
+
+__all__ = ["PREPARE_CHUNK", "local_runner", "merge_prepared", "wants_process"]
 
 PREPARE_CHUNK = 4
 """Images the worker thread prepares per step: the recognizer's start-up latency is one chunk."""
@@ -50,48 +59,93 @@ def merge_prepared(parts: Sequence[PreparedBatch]) -> PreparedBatch:
     return results, chips
 
 
-def _chunks(batches: Sequence[Sequence[ImageTask]], chunk: int) -> list[list[ImageTask]]:
+def _chunk_list(batches: Sequence[Sequence[ImageTask]], chunk: int) -> list[list[ImageTask]]:
     tasks = [task for batch in batches for task in batch]
     return [tasks[i : i + chunk] for i in range(0, len(tasks), chunk)]
 
 
-def local_runner(worker: EmbedBatch, batches: Sequence[Sequence[ImageTask]], *,
-                 chunk: int = PREPARE_CHUNK) -> Iterator[list[ImageResult]]:
-    """Run the pass in this process; results come in input order, grouped as they were embedded.
+_CHILD_WORKER: EmbedBatch | None = None
+
+
+def _init_child(spec: ModelSpec) -> None:
+    """Child-process initializer: build this process's own models from the picklable spec."""
+    global _CHILD_WORKER
+    from frontalize.evaluation.embed import EmbedBatch
+
+    _CHILD_WORKER = EmbedBatch.from_spec(spec)
+
+
+def _prepare_in_child(tasks: list[ImageTask]) -> PreparedBatch:
+    if _CHILD_WORKER is None:
+        raise RuntimeError("embedding child process was not initialised")
+    return _CHILD_WORKER.prepare(tasks)
+
+
+def wants_process(worker: EmbedBatch) -> bool:
+    """True when a recognizer holds the GIL while embedding and a second core exists to prepare on."""
+    holds = any(getattr(rec, "holds_gil", False) for rec in worker.models.recognizers.values())
+    return holds and (os.cpu_count() or 1) >= 2
+
+
+def local_runner(worker: EmbedBatch, batches: Sequence[Sequence[ImageTask]], *, chunk: int = PREPARE_CHUNK,
+                 processes: bool | None = None) -> Iterator[list[ImageResult]]:
+    """Run the pass in this process (plus one preparing thread or child process).
 
     Args:
         worker: the per-batch work (models loaded in this process).
         batches: the planned batches; the largest one sets the recognizer's maximum batch size.
-        chunk: images prepared per worker step.
+        chunk: images prepared per step.
+        processes: prepare in a child process (True), a thread (False) or decide by the recognizers (None:
+            :func:`wants_process`).
 
     Yields:
-        Results of consecutive groups of images (a group is ≤ the largest batch); every task exactly once.
+        Results of groups of at most the largest batch's size; every task exactly once. With a child process
+        the groups the caller prepared while the child started come out of input order.
     """
     batch_size = max((len(batch) for batch in batches), default=0)
-    parts = _chunks(batches, max(1, min(chunk, batch_size or 1)))
+    parts = _chunk_list(batches, max(1, min(chunk, batch_size or 1)))
     if len(parts) < 2:
         for part in parts:
             yield worker(part)
         return
     ahead = max(2, 2 * batch_size // len(parts[0]))
+    use_process = wants_process(worker) if processes is None else processes
+    if not use_process:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prepare") as threads:
+            yield from _pipeline(worker, parts, threads, worker.prepare, batch_size, ahead, steal=False)
+        return
+    log.debug("preparing images in a child process (a recognizer holds the GIL)")
+    context = multiprocessing.get_context("spawn")  # fork would copy onnxruntime/torch thread pools
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_child,
+                             initargs=(worker.models.spec,)) as children:
+        yield from _pipeline(worker, parts, children, _prepare_in_child, batch_size, ahead, steal=True)
+
+
+def _pipeline(worker: EmbedBatch, parts: list[list[ImageTask]], pool: Executor, prepare: Callable[
+        [list[ImageTask]], PreparedBatch], batch_size: int, ahead: int, *, steal: bool) -> Iterator[list[ImageResult]]:
+    """Embed prepared chunks as they arrive; with ``steal``, work on the last chunks here until the pool delivers."""
     queue: deque[tuple[int, Future[PreparedBatch]]] = deque()
-    remaining = iter(parts)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prepare") as pool:
+    remaining = deque(parts)
+    delivered = not steal
 
-        def top_up() -> None:
-            while len(queue) < ahead:
-                part = next(remaining, None)
-                if part is None:
-                    return
-                queue.append((len(part), pool.submit(worker.prepare, part)))
+    def top_up() -> None:
+        while len(queue) < ahead and remaining:
+            part = remaining.popleft()
+            queue.append((len(part), pool.submit(prepare, part)))
 
-        top_up()
-        while queue:
-            size, future = queue.popleft()
-            group = [future.result()]
-            while queue and queue[0][1].done() and size + queue[0][0] <= batch_size:
-                next_size, next_future = queue.popleft()
-                group.append(next_future.result())
-                size += next_size
+    top_up()
+    while queue or remaining:
+        if not delivered and remaining and not (queue and queue[0][1].done()):
+            yield worker(remaining.pop())  # the pool is still starting: prepare + embed a chunk from the end here
+            continue
+        delivered = True
+        if not queue:
             top_up()
-            yield worker.embed_prepared(merge_prepared(group))
+        size, future = queue.popleft()
+        group = [future.result()]
+        while queue and queue[0][1].done() and size + queue[0][0] <= batch_size:
+            next_size, next_future = queue.popleft()
+            group.append(next_future.result())
+            size += next_size
+        top_up()
+        yield worker.embed_prepared(merge_prepared(group))

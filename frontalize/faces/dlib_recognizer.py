@@ -48,6 +48,9 @@ class DlibRecognizer:
     name = "dlib_resnet"
     weight_keys: tuple[str, ...] = ()
     embedding_dim = 128
+    holds_gil = True
+    """dlib's ``compute_face_descriptor`` keeps the GIL for the whole call: the evaluator then prepares images in a
+    child process instead of a thread (:mod:`frontalize.evaluation.embed_local`)."""
 
     def __init__(self, *, batch_size: int = 32, model_files: tuple[Path, Path] | None = None) -> None:
         """Load the dlib models.
