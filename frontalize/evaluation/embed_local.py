@@ -71,7 +71,10 @@ def _init_child(spec: ModelSpec) -> None:
     """Child-process initializer: build this process's own models from the picklable spec."""
     global _CHILD_WORKER
     from frontalize.evaluation.embed import EmbedBatch
+    from frontalize.faces.registry import set_onnx_cpu_threads
 
+    # the recognizer keeps one core busy in the parent: detect on the others, without spin-waiting
+    set_onnx_cpu_threads(max(1, (os.cpu_count() or 2) - 1))
     _CHILD_WORKER = EmbedBatch.from_spec(spec)
 
 

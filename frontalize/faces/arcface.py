@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from insightface.model_zoo import get_model
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
@@ -44,13 +45,15 @@ def load_arcface(
     *,
     providers: Sequence[str],
     provider_options: Sequence[dict[str, object]] | None,
+    sess_options: ort.SessionOptions | None = None,
 ) -> ArcFaceONNX:
     """Load an ONNX recognizer and check that insightface routed it to ArcFaceONNX (taskname ``recognition``).
 
     Raises:
         ConfigError: when the file is not an ArcFace-style recognizer.
     """
-    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options)
+    extra = {} if sess_options is None else {"sess_options": sess_options}
+    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options, **extra)
     if not isinstance(model, ArcFaceONNX) or getattr(model, "taskname", None) != "recognition":
         raise ConfigError(f"{model_path} is not an InsightFace recognition model (routed to {type(model).__name__})")
     return model

@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from insightface.app.common import Face as InsightFaceRecord
 from insightface.model_zoo import get_model
 from insightface.model_zoo.landmark import Landmark
@@ -30,13 +31,15 @@ def load_landmark_model(
     taskname: str,
     providers: Sequence[str],
     provider_options: Sequence[dict[str, object]] | None,
+    sess_options: ort.SessionOptions | None = None,
 ) -> Landmark:
     """Load an insightface landmark ONNX and check its task (``landmark_2d_106`` or ``landmark_3d_68``).
 
     Raises:
         ConfigError: when the file routes to another class or task.
     """
-    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options)
+    extra = {} if sess_options is None else {"sess_options": sess_options}
+    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options, **extra)
     found = getattr(model, "taskname", type(model).__name__)
     if not isinstance(model, Landmark) or found != taskname:
         raise ConfigError(f"{model_path} is not an InsightFace {taskname} model (found {found})")

@@ -117,6 +117,7 @@ class RetinaFaceMnetDetector:
         providers: Sequence[str] = ("CPUExecutionProvider",),
         provider_options: Sequence[dict[str, object]] | None = None,
         session: ort.InferenceSession | None = None,
+        sess_options: ort.SessionOptions | None = None,
     ) -> None:
         """Create the detector.
 
@@ -128,13 +129,14 @@ class RetinaFaceMnetDetector:
             providers: onnxruntime execution providers, in priority order.
             provider_options: one options dict per provider (or None).
             session: an existing session over the same bytes (shared by ``with_det_size``).
+            sess_options: onnxruntime session options (threads) for a new session.
         """
         self.det_size = det_size
         self.threshold = threshold
         self.nms_threshold = nms_threshold
         self._model_bytes = model_bytes
         self._session = session or ort.InferenceSession(
-            model_bytes, providers=list(providers), provider_options=provider_options
+            model_bytes, sess_options, providers=list(providers), provider_options=provider_options
         )
         names = {tuple(out.shape)[-1]: out.name for out in self._session.get_outputs()}
         self._output_names = [names[4], names[2], names[10]]  # loc, conf, landmarks

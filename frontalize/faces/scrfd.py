@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from insightface.model_zoo import get_model
 from insightface.model_zoo.scrfd import SCRFD
 
@@ -27,13 +28,15 @@ def load_scrfd(
     *,
     providers: Sequence[str],
     provider_options: Sequence[dict[str, object]] | None,
+    sess_options: ort.SessionOptions | None = None,
 ) -> SCRFD:
     """Load an ONNX detector with ``insightface.model_zoo.get_model`` and check it routed to SCRFD with keypoints.
 
     Raises:
         ConfigError: when the file is not a 5-keypoint SCRFD detector.
     """
-    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options)
+    extra = {} if sess_options is None else {"sess_options": sess_options}
+    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options, **extra)
     if not isinstance(model, SCRFD) or getattr(model, "taskname", None) != "detection":
         raise ConfigError(f"{model_path} is not an InsightFace SCRFD detector (routed to {type(model).__name__})")
     if not model.use_kps:

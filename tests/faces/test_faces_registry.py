@@ -121,3 +121,22 @@ def test_device_strings() -> None:
     for bad in ("gpu", "cuda:x", "mps", "CPU"):
         with pytest.raises(ConfigError, match="expected cpu, cuda or cuda:N"):
             onnx_providers(bad)
+
+
+def test_onnx_cpu_threads_reach_every_new_session(tmp_path: Path) -> None:
+    from frontalize.faces import synthetic
+
+    synthetic.write_arcface_like(tmp_path / REGISTRY["insightface_w600k_r50"].relpath, seed=0)
+    try:
+        registry.set_onnx_cpu_threads(1)
+        detector = registry.build_detector("retinaface_mnet", weights_root=tmp_path)
+        recognizer = registry.build_recognizer("arcface_r50", weights_root=tmp_path)
+        for session in (detector._session, recognizer._model.session):
+            options = session.get_session_options()
+            assert options.intra_op_num_threads == 1
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        with pytest.raises(ConfigError, match=">= 1"):
+            registry.set_onnx_cpu_threads(0)
+    finally:
+        registry.set_onnx_cpu_threads(None)
+    assert registry.onnx_session_options() is None
