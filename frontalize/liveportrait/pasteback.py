@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["feather_mask", "paste_back", "tensor_to_images", "warp_mask"]
+__all__ = ["feather_mask", "paste_back", "tensor_to_images", "tensor_to_u8", "warp_mask"]
 
 
 @lru_cache(maxsize=8)
@@ -117,5 +117,9 @@ def tensor_to_images(images: torch.Tensor) -> np.ndarray:
     Returns:
         B×H×W×3 uint8 array.
     """
-    u8 = (images.detach().float().clamp(0, 1) * 255).clamp(0, 255).to(torch.uint8)
-    return u8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return tensor_to_u8(images).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def tensor_to_u8(images: torch.Tensor) -> torch.Tensor:
+    """B×3×H×W in [0, 1] → B×3×H×W uint8 on the same device (the quantisation of :func:`tensor_to_images`)."""
+    return (images.detach().float().clamp(0, 1) * 255).clamp(0, 255).to(torch.uint8)

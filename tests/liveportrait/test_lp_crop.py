@@ -200,3 +200,15 @@ def test_upright_round_trip(golden, phi):
     assert abs(_eye_tilt_deg(upright)) < 2.0
     # mouth below the eyes: upright, not upside down
     assert _centroid(upright, "mouth")[1] > _centroid(upright, "left_eye")[1]
+
+
+def test_halve_u8_equals_opencv_area_resize_then_tensor():
+    from frontalize.liveportrait.crop import halve_u8, images_to_tensor, network_input
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    expected = images_to_tensor([network_input(img, size=32) for img in images])
+    actual = halve_u8(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
+    assert torch.equal(actual, expected)
+    with pytest.raises(ValueError, match="even sides"):
+        halve_u8(torch.zeros(1, 3, 5, 4, dtype=torch.uint8))
