@@ -24,7 +24,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -124,31 +124,64 @@ def local_runner(worker: EmbedBatch, batches: Sequence[Sequence[ImageTask]], *, 
         yield from _pipeline(worker, parts, children, _prepare_in_child, batch_size, ahead, steal=True)
 
 
-def _pipeline(worker: EmbedBatch, parts: list[list[ImageTask]], pool: Executor, prepare: Callable[
-        [list[ImageTask]], PreparedBatch], batch_size: int, ahead: int, *, steal: bool) -> Iterator[list[ImageResult]]:
-    """Embed prepared chunks as they arrive; with ``steal``, work on the last chunks here until the pool delivers."""
-    queue: deque[tuple[int, Future[PreparedBatch]]] = deque()
-    remaining = deque(parts)
-    delivered = not steal
+class _Pipeline:
+    """Embeds prepared chunks as they arrive from ``pool``, in groups of at most ``batch_size`` images.
 
-    def top_up() -> None:
-        while len(queue) < ahead and remaining:
+    With ``steal``, the caller prepares + embeds chunks from the end of the list itself until the pool delivers its
+    first chunk (a child process is still starting). If the pool breaks (a child that cannot start, e.g. a script
+    without an ``if __name__ == "__main__"`` guard under the spawn start method), the rest runs in the caller.
+    """
+
+    def __init__(self, worker: EmbedBatch, pool: Executor, prepare: Callable[[list[ImageTask]], PreparedBatch],
+                 batch_size: int, ahead: int) -> None:
+        self.worker, self.pool, self.prepare = worker, pool, prepare
+        self.batch_size, self.ahead = batch_size, ahead
+        self.queue: deque[tuple[list[ImageTask], Future[PreparedBatch]]] = deque()
+        self.broken = False
+
+    def _top_up(self, remaining: deque[list[ImageTask]]) -> None:
+        while not self.broken and len(self.queue) < self.ahead and remaining:
             part = remaining.popleft()
-            queue.append((len(part), pool.submit(prepare, part)))
+            try:
+                self.queue.append((part, self.pool.submit(self.prepare, part)))
+            except BrokenExecutor:
+                remaining.appendleft(part)
+                self._mark_broken()
 
-    top_up()
-    while queue or remaining:
-        if not delivered and remaining and not (queue and queue[0][1].done()):
-            yield worker(remaining.pop())  # the pool is still starting: prepare + embed a chunk from the end here
-            continue
-        delivered = True
-        if not queue:
-            top_up()
-        size, future = queue.popleft()
-        group = [future.result()]
-        while queue and queue[0][1].done() and size + queue[0][0] <= batch_size:
-            next_size, next_future = queue.popleft()
-            group.append(next_future.result())
-            size += next_size
-        top_up()
-        yield worker.embed_prepared(merge_prepared(group))
+    def _mark_broken(self) -> None:
+        if not self.broken:
+            log.warning("the image-preparation process failed; preparing the remaining images in this process")
+        self.broken = True
+
+    def _result(self, part: list[ImageTask], future: Future[PreparedBatch]) -> PreparedBatch:
+        try:
+            return future.result()
+        except BrokenExecutor:
+            self._mark_broken()
+            return self.worker.prepare(part)
+
+    def run(self, parts: list[list[ImageTask]], *, steal: bool) -> Iterator[list[ImageResult]]:
+        remaining = deque(parts)
+        delivered = not steal
+        self._top_up(remaining)
+        while self.queue or remaining:
+            if not self.queue or (not delivered and remaining and not self.queue[0][1].done()):
+                # the pool is still starting (or broke): prepare + embed a chunk here, from the end
+                yield self.worker(remaining.pop())
+                continue
+            delivered = True
+            part, future = self.queue.popleft()
+            group, size = [self._result(part, future)], len(part)
+            while self.queue and self.queue[0][1].done() and size + len(self.queue[0][0]) <= self.batch_size:
+                part, future = self.queue.popleft()
+                group.append(self._result(part, future))
+                size += len(part)
+            self._top_up(remaining)
+            yield self.worker.embed_prepared(merge_prepared(group))
+
+
+def _pipeline(worker: EmbedBatch, parts: list[list[ImageTask]], pool: Executor,
+              prepare: Callable[[list[ImageTask]], PreparedBatch], batch_size: int, ahead: int, *,
+              steal: bool) -> Iterator[list[ImageResult]]:
+    """See :class:`_Pipeline`."""
+    return _Pipeline(worker, pool, prepare, batch_size, ahead).run(parts, steal=steal)

@@ -158,3 +158,31 @@ def test_child_process_pass_equals_thread_pass_with_real_models(photos, tmp_path
         assert (a is None) == (b is None)
         if a is not None:
             assert np.allclose(a, b, atol=1e-6)
+
+
+class _DeadPool:
+    """An executor whose worker died: the first future fails with BrokenProcessPool, later submits raise it."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.submitted += 1
+        if self.submitted > 1:
+            raise BrokenProcessPool("child died")
+        future: Future = Future()
+        future.set_exception(BrokenProcessPool("child died"))
+        return future
+
+
+def test_a_broken_preparation_process_falls_back_to_the_caller(caplog):
+    tasks = _tasks(10)
+    worker = FakeWorker()
+    parts = [tasks[i : i + 2] for i in range(0, 10, 2)]
+    groups = list(_pipeline(worker, parts, _DeadPool(), worker.prepare, 4, 3, steal=False))
+    assert sorted(r.image for g in groups for r in g) == sorted(t.image for t in tasks)
+    assert all(("det", "rec") in r.embeddings for g in groups for r in g)
+    assert "preparation process failed" in caplog.text
