@@ -138,9 +138,12 @@ class _Pipeline:
         self.batch_size, self.ahead = batch_size, ahead
         self.queue: deque[tuple[list[ImageTask], Future[PreparedBatch]]] = deque()
         self.broken = False
+        self.delivered = True
 
     def _top_up(self, remaining: deque[list[ImageTask]]) -> None:
-        while not self.broken and len(self.queue) < self.ahead and remaining:
+        # while the pool starts, hand it one chunk only: the caller takes the others from the end meanwhile
+        limit = self.ahead if self.delivered else 1
+        while not self.broken and len(self.queue) < limit and remaining:
             part = remaining.popleft()
             try:
                 self.queue.append((part, self.pool.submit(self.prepare, part)))
@@ -162,14 +165,14 @@ class _Pipeline:
 
     def run(self, parts: list[list[ImageTask]], *, steal: bool) -> Iterator[list[ImageResult]]:
         remaining = deque(parts)
-        delivered = not steal
+        self.delivered = not steal
         self._top_up(remaining)
         while self.queue or remaining:
-            if not self.queue or (not delivered and remaining and not self.queue[0][1].done()):
+            if not self.queue or (not self.delivered and remaining and not self.queue[0][1].done()):
                 # the pool is still starting (or broke): prepare + embed a chunk here, from the end
                 yield self.worker(remaining.pop())
                 continue
-            delivered = True
+            self.delivered = True
             part, future = self.queue.popleft()
             group, size = [self._result(part, future)], len(part)
             while self.queue and self.queue[0][1].done() and size + len(self.queue[0][0]) <= self.batch_size:
