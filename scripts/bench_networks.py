@@ -33,6 +33,7 @@ from frontalize.liveportrait.arch import (
     SpadeArch,
     WarpingArch,
 )
+from frontalize.liveportrait.frontalizer import compile_network, fold_inference_weights
 from frontalize.liveportrait.loading import LP_WEIGHT_KEYS
 from frontalize.weights import weight_path
 
@@ -179,12 +180,17 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
 @contextlib.contextmanager
 def prepared_networks(networks: Mapping[str, nn.Module], cfg: RunConfig,
                       device: torch.device) -> Iterator[dict[str, nn.Module]]:
-    """The networks on ``device`` in the memory format of ``cfg``, compiled if asked (restored afterwards)."""
+    """The networks on ``device`` in the memory format of ``cfg``, compiled if asked (restored afterwards).
+
+    Derived weights are folded after the layout change (as ``LivePortraitFrontalizer`` does), so the per-network
+    timings and the compiled graphs use the folded buffers.
+    """
     for name, module in networks.items():
         module.to(device)
         _channels_last(module, cfg.channels_last and name in _CHANNELS_LAST)
+        fold_inference_weights(module)
     try:
-        yield {name: torch.compile(module) if cfg.compiled and name in _COMPILED else module  # type: ignore[misc]
+        yield {name: compile_network(module) if cfg.compiled and name in _COMPILED else module
                for name, module in networks.items()}
     finally:
         for module in networks.values():

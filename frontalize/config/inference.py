@@ -40,6 +40,7 @@ HASH_EXCLUDE: tuple[str, ...] = (
     "input",
     "run",
     "frontalizer.batch_size",
+    "frontalizer.compile",
     "executor",
     "ray",
     "guard.dump",
@@ -131,6 +132,9 @@ class FrontalizerConfig:
         "help": "network precision: fp32 exact; fp16 (CUDA) / bf16 (CUDA, or CPUs with native bf16: about 2x faster, "
                 "less exact) autocast"})
     batch_size: int = field(default=8, metadata={"help": "faces per network batch", "min": 1, "max": 1024})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the LivePortrait networks F, M, W, G (inductor, fixed shapes): faster batches after "
+                "the first, but the first batch of each size pays the compilation (about a minute or more)"})
     pose_estimation: Literal["auto", "always", "never"] = field(default="auto", metadata={
         "help": "source/output pose from the LivePortrait motion extractor: always (weight required), never, or "
                 "auto = with the liveportrait backend, and with identity when the motion extractor weight is "

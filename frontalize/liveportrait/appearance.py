@@ -3,7 +3,8 @@
 F maps the cropped source image to a 3-D appearance feature volume f_s: two 2-D down-sampling blocks, a 1×1
 convolution to ``reshape_channel·reshape_depth`` channels, a feature-major reshape into (C, D), then a stack of
 3-D residual blocks. Attribute names (``first``, ``down_blocks``, ``second``, ``resblocks_3d.3dr{i}``) mirror the
-official checkpoint.
+official checkpoint. ``fold_inference_weights()`` on the blocks folds their eval-mode BatchNorms into the
+convolutions (``norm2`` into ``conv1`` in the residual blocks); unfolded blocks run the official formulation.
 """
 
 from __future__ import annotations

@@ -2,30 +2,34 @@
 
 2-D/3-D convolution blocks with eval-mode BatchNorm, a spectrally normalised convolution that keeps the official
 ``weight_orig``/``weight_u``/``weight_v`` state_dict layout, the corner-aligned coordinate grid used by the warping
-module, a cache for weights derived from stored tensors, and an exact low-resolution evaluation of "nearest
-up-sampling followed by a 3×3 convolution" used by G's SPADE layers. Submodule attribute names mirror the official
-checkpoints so that ``load_state_dict`` needs no remapping.
+module, the helpers of the "fold derived weights once" mechanism (``fold_inference_weights``: derived weights
+stored as non-persistent buffers, re-folded after ``load_state_dict``), and an exact low-resolution evaluation
+of "nearest up-sampling followed by a 3×3 convolution" used by G's SPADE layers. Submodule attribute names
+mirror the official checkpoints so that ``load_state_dict`` needs no remapping.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
-from typing import Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from frontalize.liveportrait.fusion import (
+    ConvNormFolding,
+    InferenceFolding,
+    fold_batch_norm,
+    upsampled_conv3d,
+    upsampled_conv3d_weights,
+)
+
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 __all__ = [
-    "DerivedTensorCache",
     "DownBlock2d",
     "DownBlock3d",
     "ResBlock3d",
@@ -33,13 +37,17 @@ __all__ = [
     "SpectralNormConv2d",
     "UpBlock3d",
     "coordinate_grid",
+    "derived_weights_context",
+    "grad_needed",
+    "refold_after_load",
+    "spectral_normalised_weight",
     "upsampled_conv3x3",
     "upsampled_conv3x3_weights",
 ]
 
 
-class SameBlock2d(nn.Module):
-    """Conv2d (k3, p1) → BatchNorm2d → ReLU (or LeakyReLU 0.01); resolution preserved.
+class SameBlock2d(ConvNormFolding, nn.Module):
+    """Conv2d (k3, p1) → BatchNorm2d → ReLU (or LeakyReLU 0.01); resolution preserved (BN foldable).
 
     Args:
         in_features: input channels.
@@ -47,33 +55,47 @@ class SameBlock2d(nn.Module):
         leaky: use LeakyReLU(0.01) instead of ReLU (W's ``third`` block).
     """
 
+    folded_weight: torch.Tensor | None
+    folded_bias: torch.Tensor | None
+
     def __init__(self, in_features: int, out_features: int, leaky: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size=3, padding=1)
         self.norm = nn.BatchNorm2d(out_features)
         self.leaky = leaky
+        self._init_conv_norm_folding()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B×C_in×H×W → B×C_out×H×W."""
-        out = self.norm(self.conv(x))
+        out = self._conv_norm(x)
         return F.leaky_relu(out, 0.01, inplace=True) if self.leaky else F.relu(out, inplace=True)
 
 
-class DownBlock2d(nn.Module):
-    """Conv2d (k3, p1) → BatchNorm2d → ReLU → AvgPool 2×2: B×C_in×H×W → B×C_out×H/2×W/2."""
+class DownBlock2d(ConvNormFolding, nn.Module):
+    """Conv2d (k3, p1) → BatchNorm2d → ReLU → AvgPool 2×2: B×C_in×H×W → B×C_out×H/2×W/2 (BN foldable)."""
+
+    folded_weight: torch.Tensor | None
+    folded_bias: torch.Tensor | None
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size=3, padding=1)
         self.norm = nn.BatchNorm2d(out_features)
+        self._init_conv_norm_folding()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B×C_in×H×W → B×C_out×H/2×W/2."""
-        return F.avg_pool2d(F.relu(self.norm(self.conv(x)), inplace=True), kernel_size=2)
+        return F.avg_pool2d(F.relu(self._conv_norm(x), inplace=True), kernel_size=2)
 
 
-class ResBlock3d(nn.Module):
-    """Pre-activation 3-D residual block: x + conv2(relu(norm2(conv1(relu(norm1(x)))))), channels preserved."""
+class ResBlock3d(InferenceFolding, nn.Module):
+    """Pre-activation 3-D residual block: x + conv2(relu(norm2(conv1(relu(norm1(x)))))), channels preserved.
+
+    ``fold_inference_weights()`` folds ``norm2`` into ``conv1`` (``norm1`` precedes a ReLU, so it stays).
+    """
+
+    folded_conv1_weight: torch.Tensor | None
+    folded_conv1_bias: torch.Tensor | None
 
     def __init__(self, features: int) -> None:
         super().__init__()
@@ -81,82 +103,131 @@ class ResBlock3d(nn.Module):
         self.conv2 = nn.Conv3d(features, features, kernel_size=3, padding=1)
         self.norm1 = nn.BatchNorm3d(features)
         self.norm2 = nn.BatchNorm3d(features)
+        self._init_folding("folded_conv1_weight", "folded_conv1_bias")
+
+    def _derived_weights(self) -> dict[str, torch.Tensor]:
+        weight, bias = fold_batch_norm(self.conv1.weight, self.conv1.bias, self.norm2)
+        return {"folded_conv1_weight": weight, "folded_conv1_bias": bias}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B×C×D×H×W → B×C×D×H×W."""
-        out = self.conv1(F.relu(self.norm1(x), inplace=True))
-        out = self.conv2(F.relu(self.norm2(out), inplace=True))
+        out = F.relu(self.norm1(x), inplace=True)
+        folded = self._folded_tensors()
+        out = self.norm2(self.conv1(out)) if folded is None else F.conv3d(out, folded[0], folded[1], padding=1)
+        out = self.conv2(F.relu(out, inplace=True))
         return out.add_(x)
 
 
-class DownBlock3d(nn.Module):
-    """Conv3d (k3, p1) → BatchNorm3d → ReLU → AvgPool (1,2,2): depth untouched, H and W halved."""
+class DownBlock3d(ConvNormFolding, nn.Module):
+    """Conv3d (k3, p1) → BatchNorm3d → ReLU → AvgPool (1,2,2): depth untouched, H and W halved (BN foldable)."""
+
+    folded_weight: torch.Tensor | None
+    folded_bias: torch.Tensor | None
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         self.conv = nn.Conv3d(in_features, out_features, kernel_size=3, padding=1)
         self.norm = nn.BatchNorm3d(out_features)
+        self._init_conv_norm_folding()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B×C_in×D×H×W → B×C_out×D×H/2×W/2."""
-        return F.avg_pool3d(F.relu(self.norm(self.conv(x)), inplace=True), kernel_size=(1, 2, 2))
+        return F.avg_pool3d(F.relu(self._conv_norm(x), inplace=True), kernel_size=(1, 2, 2))
 
 
-class UpBlock3d(nn.Module):
-    """Nearest up-sampling (1,2,2) → Conv3d (k3, p1) → BatchNorm3d → ReLU."""
+class UpBlock3d(ConvNormFolding, nn.Module):
+    """Nearest up-sampling (1,2,2) → Conv3d (k3, p1) → BatchNorm3d → ReLU (BN foldable).
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    With ``polyphase``, ``fold_inference_weights()`` stores the four 3×2×2 phase kernels of
+    :func:`~frontalize.liveportrait.fusion.upsampled_conv3d_weights` instead, and the block runs at low resolution
+    without materialising the up-sampled input: 2.25× fewer multiply-adds at large sizes, but slower on tiny inputs
+    where the 1.8× larger kernels dominate — hence a per-block choice.
+
+    Args:
+        in_features: input channels.
+        out_features: output channels.
+        polyphase: fold into phase kernels (else into one 3×3×3 kernel).
+    """
+
+    folded_weight: torch.Tensor | None
+    folded_bias: torch.Tensor | None
+
+    def __init__(self, in_features: int, out_features: int, polyphase: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv3d(in_features, out_features, kernel_size=3, padding=1)
         self.norm = nn.BatchNorm3d(out_features)
+        self.polyphase = polyphase
+        self._init_conv_norm_folding()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B×C_in×D×H×W → B×C_out×D×2H×2W."""
-        out = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
-        return F.relu(self.norm(self.conv(out)), inplace=True)
+    def _derived_weights(self) -> dict[str, torch.Tensor]:
+        derived = super()._derived_weights()
+        if self.polyphase:
+            derived["folded_weight"], derived["folded_bias"] = upsampled_conv3d_weights(
+                derived["folded_weight"], derived["folded_bias"])
+        return derived
+
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """B×C_in×D×H×W → B×C_out×D×2H×2W, written into ``out`` when given (e.g. a slice of a concat buffer)."""
+        folded = self._folded_tensors()
+        if folded is not None and self.polyphase:
+            return upsampled_conv3d(x, folded[0], folded[1], out=out)
+        upsampled = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
+        result = F.relu(self._conv_norm(upsampled), inplace=True)
+        return result if out is None else out.copy_(result)
 
 
-def _autocast_disabled(tensors: list[torch.Tensor]) -> AbstractContextManager[object]:
-    """Context that switches autocast off for the device type of ``tensors`` (no-op when there are none)."""
-    if not tensors:
+def _autocast_disabled(reference: torch.Tensor) -> AbstractContextManager[object]:
+    """Autocast switched off for the device type of ``reference`` (no-op where that type has no autocast)."""
+    device_type = reference.device.type
+    if not torch.amp.is_autocast_available(device_type):
         return nullcontext()
-    return torch.autocast(tensors[0].device.type, enabled=False)
+    return torch.autocast(device_type, enabled=False)
 
 
-class DerivedTensorCache(Generic[T]):
-    """Caches a value derived from module tensors (a folded weight) until one of the sources changes.
+def derived_weights_context(reference: torch.Tensor) -> AbstractContextManager[object]:
+    """Context for computing a derived weight from ``reference``'s module: autocast off.
 
-    The key holds each source's storage pointer, version counter, dtype and device, so ``load_state_dict``
-    (in-place ``copy_``), ``.to()``, ``.half()`` or any in-place edit invalidates the cached value, plus an optional
-    hashable ``tag`` (e.g. an up-sampling factor). While autograd tracks a source nothing is cached.
+    Why: a weight derived inside a bf16/fp16 autocast region would otherwise be computed (and, when folded, stored)
+    in half precision; a later exact fp32 call would then mix dtypes. Autocast re-casts the fp32 value where it is
+    used, so the folded and the on-the-fly results are the same.
     """
+    return _autocast_disabled(reference)
 
-    def __init__(self) -> None:
-        self._key: tuple[object, ...] | None = None
-        self._value: T | None = None
 
-    def get(self, sources: tuple[torch.Tensor | None, ...], compute: Callable[[], T], tag: object = None) -> T:
-        """Return ``compute()``, re-evaluated only when the sources (or ``tag``) changed since the last call.
+def grad_needed(*sources: torch.Tensor | None) -> bool:
+    """Whether autograd must see a weight derived from ``sources`` (grad mode on and one of them requires grad).
 
-        Args:
-            sources: the tensors the value is derived from (``None`` entries are ignored).
-            compute: evaluates the value (run under ``torch.no_grad`` when cached).
-            tag: extra hashable part of the key.
+    Folded weights are constants; while this is true, forward derives the weight on the fly instead.
+    """
+    return torch.is_grad_enabled() and any(s is not None and s.requires_grad for s in sources)
 
-        Returns:
-            The cached or freshly computed value.
-        """
-        present = [t for t in sources if t is not None]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in present):
-            return compute()
-        key = (tag, *((t.data_ptr(), t._version, t.dtype, t.device) for t in present))
-        if self._value is None or key != self._key:
-            # autocast off: a value folded inside a bf16/fp16 autocast region must not be cached in half precision
-            # (a later exact fp32 call would then mix dtypes); autocast re-casts the fp32 value where it is used.
-            with torch.no_grad(), _autocast_disabled(present):
-                self._value = compute()
-            self._key = key
-        return self._value
+
+def refold_after_load(module: nn.Module, incompatible_keys: object) -> None:
+    """``load_state_dict`` post-hook: re-fold the derived weights of a module that had been folded.
+
+    Registered by every module with ``fold_inference_weights()``; torch runs it after the module's own tensors and
+    those of its children are loaded, so the folded buffers never go stale.
+    """
+    del incompatible_keys
+    if getattr(module, "is_folded", False):
+        module.fold_inference_weights()  # type: ignore[operator]
+
+
+def spectral_normalised_weight(weight_orig: torch.Tensor, weight_u: torch.Tensor,
+                               weight_v: torch.Tensor) -> torch.Tensor:
+    """``weight_orig / σ`` with σ = u·(W_mat v) from the stored power-iteration vectors (eval-mode spectral norm).
+
+    Args:
+        weight_orig: out×in×k×k unnormalised kernel.
+        weight_u: [out] left vector.
+        weight_v: [in·k·k] right vector.
+
+    Returns:
+        out×in×k×k kernel, in ``weight_orig``'s memory layout.
+    """
+    weight_mat = weight_orig.reshape(weight_orig.shape[0], -1)
+    sigma = torch.dot(weight_u, torch.mv(weight_mat, weight_v))
+    return weight_orig / sigma
 
 
 class SpectralNormConv2d(nn.Module):
@@ -165,8 +236,9 @@ class SpectralNormConv2d(nn.Module):
     Design choice: instead of torch's spectral-norm parametrisation (which would run power iterations and
     re-normalise on every call) this module keeps the official state_dict layout — parameter ``weight_orig``,
     buffers ``weight_u`` [out] and ``weight_v`` [in·kh·kw] — so official checkpoints load with ``strict=True``
-    and ``state_dict()`` returns the official keys. The effective weight is folded once, lazily, and cached in a
-    :class:`DerivedTensorCache`, which any change of the stored tensors (e.g. ``load_state_dict``) invalidates.
+    and ``state_dict()`` returns the official keys. :meth:`fold_inference_weights` stores the effective weight
+    once as the non-persistent buffer ``weight_folded`` (re-folded after ``load_state_dict``); until then, or while
+    autograd needs the weight, it is computed on every call.
 
     Args:
         in_channels: input channels.
@@ -178,6 +250,7 @@ class SpectralNormConv2d(nn.Module):
 
     weight_u: torch.Tensor
     weight_v: torch.Tensor
+    weight_folded: torch.Tensor | None
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0,
                  bias: bool = True) -> None:
@@ -191,16 +264,26 @@ class SpectralNormConv2d(nn.Module):
         )
         self.register_buffer("weight_u", F.normalize(torch.randn(out_channels), dim=0))
         self.register_buffer("weight_v", F.normalize(torch.randn(fan_in), dim=0))
-        self._folded: DerivedTensorCache[torch.Tensor] = DerivedTensorCache()
+        self.register_buffer("weight_folded", None, persistent=False)
+        self.register_load_state_dict_post_hook(refold_after_load)
+
+    @property
+    def is_folded(self) -> bool:
+        """Whether :meth:`fold_inference_weights` has stored the effective weight."""
+        return self.weight_folded is not None
+
+    def fold_inference_weights(self) -> None:
+        """Store ``weight_orig / σ`` as the non-persistent buffer ``weight_folded`` (no grad, autocast off)."""
+        with torch.no_grad(), derived_weights_context(self.weight_orig):
+            self.weight_folded = spectral_normalised_weight(self.weight_orig, self.weight_u, self.weight_v)
 
     def effective_weight(self) -> torch.Tensor:
-        """The folded weight ``weight_orig / σ``, shape out×in×k×k (cached while the stored tensors are unchanged)."""
-        return self._folded.get((self.weight_orig, self.weight_u, self.weight_v), self._fold)
-
-    def _fold(self) -> torch.Tensor:
-        weight_mat = self.weight_orig.reshape(self.weight_orig.shape[0], -1)
-        sigma = torch.dot(self.weight_u, torch.mv(weight_mat, self.weight_v))
-        return self.weight_orig / sigma
+        """The weight ``weight_orig / σ``, shape out×in×k×k: the folded buffer, or computed now when not folded."""
+        folded = self.weight_folded
+        if folded is not None and not grad_needed(self.weight_orig):
+            return folded
+        with derived_weights_context(self.weight_orig):
+            return spectral_normalised_weight(self.weight_orig, self.weight_u, self.weight_v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B×C_in×H×W → B×C_out×H'×W'."""
@@ -249,6 +332,16 @@ def _phase_kinds(factor: int) -> tuple[list[str], list[str]]:
     return per_phase, distinct
 
 
+def _phase_groups(factor: int) -> list[tuple[int, int, int]]:
+    """Runs of equal output phases along one axis: (kind index, low-res row offset, number of phases).
+
+    Phase 0 reads low-res rows {i−1, i} (stored at offset 0 of the padded low-res output), phases 1 … s−2 row i
+    (offset 0), phase s−1 rows {i, i+1} (offset 1); the phases of one kind are consecutive.
+    """
+    per_phase, distinct = _phase_kinds(factor)
+    return [(index, 1 if kind == "last" else 0, per_phase.count(kind)) for index, kind in enumerate(distinct)]
+
+
 def upsampled_conv3x3_weights(weight: torch.Tensor, bias: torch.Tensor | None,
                               factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Polyphase 2×2 kernels equivalent to a 3×3 convolution applied after nearest up-sampling by ``factor``.
@@ -281,34 +374,35 @@ def upsampled_conv3x3(x: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor
 
     Why: SPADE's shared MLP convolves a nearest-up-sampled copy of G's 64×64 input at 128² and 256². Every
     output pixel then depends on at most 2×2 low-res pixels, so computing the distinct phases at low resolution
-    with 2×2 kernels (see :func:`upsampled_conv3x3_weights`) and gathering them is exact and needs 2.25× (factor
-    2) to 4× (factor 4) fewer multiply-adds.
+    with 2×2 kernels (see :func:`upsampled_conv3x3_weights`) and interleaving them is exact and needs 2.25×
+    (factor 2) to 4× (factor 4) fewer multiply-adds. The interleave takes strided slices of the channels-last
+    low-res output (one per run of equal phases, broadcast over the repeated middle phases) and concatenates them
+    in pixel-shuffle order, instead of an advanced-indexing gather (measured slower, docs/PERFORMANCE.md).
 
     Args:
         x: B×Cin×H×W low-resolution input.
         weights: the output of :func:`upsampled_conv3x3_weights` for this factor.
         factor: integer up-sampling factor ≥ 2.
-        relu: apply ReLU (done before the gather, on fewer elements).
+        relu: apply ReLU (done before the interleave, on fewer elements).
 
     Returns:
         B×Cout×(factor·H)×(factor·W), channels-last memory layout.
     """
     kernels, bias = weights
-    per_phase, distinct = _phase_kinds(factor)
     batch, _, height, width = x.shape
-    low = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernels, bias)  # B×(n·n·Cout)×(H+1)×(W+1)
+    # padding=1 with 2×2 kernels equals F.pad(x, (1, 1, 1, 1)) then a valid convolution, without the padded copy
+    low = F.conv2d(x, kernels, bias, padding=1)  # B×(n·n·Cout)×(H+1)×(W+1)
     if relu:
         low = F.relu(low, inplace=True)
-    count = len(distinct)
-    out_channels = low.shape[1] // (count * count)
-    low = low.view(batch, count, count, out_channels, height + 1, width + 1)
-    kind_index = torch.tensor([distinct.index(k) for k in per_phase], device=x.device)
-    offset = torch.tensor([1 if k == "last" else 0 for k in per_phase], device=x.device)
-    rows = torch.arange(factor * height, device=x.device)
-    cols = torch.arange(factor * width, device=x.device)
-    row_kind, row_pos = kind_index[rows % factor], rows // factor + offset[rows % factor]
-    col_kind, col_pos = kind_index[cols % factor], cols // factor + offset[cols % factor]
-    samples = torch.arange(batch, device=x.device)[:, None, None]
-    gathered = low[samples, row_kind[None, :, None], col_kind[None, None, :], :, row_pos[None, :, None],
-                   col_pos[None, None, :]]  # B×sH×sW×Cout
-    return gathered.permute(0, 3, 1, 2)
+    groups = _phase_groups(factor)
+    count = len(groups)
+    channels = low.shape[1] // (count * count)
+    # B×(H+1)×(W+1)×n×n×Cout; a view when low is channels-last (oneDNN's output for channels-last kernels)
+    phases = low.permute(0, 2, 3, 1).reshape(batch, height + 1, width + 1, count, count, channels)
+    rows = []
+    for row_kind, row_offset, row_repeat in groups:
+        cols = [phases[:, row_offset:row_offset + height, col_offset:col_offset + width, row_kind, col_kind, None]
+                .expand(batch, height, width, col_repeat, channels) for col_kind, col_offset, col_repeat in groups]
+        rows.append(torch.cat(cols, dim=3)[:, :, None].expand(batch, height, row_repeat, width, factor, channels))
+    out = torch.cat(rows, dim=2)  # B×H×s×W×s×Cout: (row, row phase, column, column phase) = pixel-shuffle order
+    return out.view(batch, factor * height, factor * width, channels).permute(0, 3, 1, 2)

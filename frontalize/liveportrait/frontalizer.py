@@ -15,6 +15,7 @@ number of targets per source as one larger batch through W and G.
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -28,12 +29,15 @@ from frontalize.liveportrait import geometry as geo
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LivePortraitFrontalizer", "PoseTarget", "Precision", "SourceState"]
+__all__ = ["LivePortraitFrontalizer", "PoseTarget", "Precision", "SourceState", "compile_network",
+           "fold_inference_weights"]
 
 Precision = Literal["fp32", "fp16", "bf16"]
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 _BASE_NETWORKS = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator")
 _STITCHING = "stitching"
+# The convolutional networks; the stitching MLP (microseconds) and the keypoint geometry stay eager.
+_COMPILED_NETWORKS = _BASE_NETWORKS
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,46 @@ def _tf32_disabled() -> Iterator[None]:
         matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
+def fold_inference_weights(module: nn.Module) -> int:
+    """Fold the derived inference weights of every submodule of ``module`` that has ``fold_inference_weights()``.
+
+    The folded values are non-persistent buffers (``state_dict()`` keeps the official keys) that follow
+    ``.to()``/``.half()`` and are re-folded by ``load_state_dict``; forward then reads them instead of deriving the
+    weights per call, which also gives ``torch.compile`` a static graph.
+
+    Args:
+        module: a network (modified in place).
+
+    Returns:
+        The number of submodules folded.
+    """
+    folded = 0
+    for submodule in module.modules():
+        fold = getattr(submodule, "fold_inference_weights", None)
+        if callable(fold):
+            fold()
+            folded += 1
+    return folded
+
+
+def compile_network(module: nn.Module) -> nn.Module:
+    """``torch.compile`` a folded network for fixed input shapes (inductor, default mode).
+
+    ``dynamic=False``: every batch shape gets its own specialised graph (a job sees at most two: the batch size and
+    the last, smaller batch). The default mode is kept on CUDA too: "reduce-overhead" records CUDA graphs (memory
+    per shape, and unsafe for outputs kept across calls), and "max-autotune" spends minutes benchmarking GEMM/conv
+    choices per network for convolution-bound nets whose convolutions go to cuDNN/oneDNN either way.
+
+    Args:
+        module: a network whose derived weights are already folded.
+
+    Returns:
+        The compiled module (compilation happens on the first call).
+    """
+    logger.debug("torch.compile %s (dynamic=False)", type(module).__name__)
+    return typing.cast(nn.Module, torch.compile(module, dynamic=False))
+
+
 def _resolve_device(networks: Mapping[str, nn.Module], device: torch.device | str | None) -> torch.device:
     if device is None:
         first = next(iter(networks[_BASE_NETWORKS[0]].parameters()), None)
@@ -131,6 +175,8 @@ class LivePortraitFrontalizer:
             stitching MLP and all geometry stay fp32). ``bf16`` also runs on the CPU, where it halves the forward
             on CPUs with native bf16 (measured 3.2-3.4 -> 1.7 s/img on 2 cores, docs/PERFORMANCE.md) at a
             visible accuracy cost; ``fp16`` needs CUDA.
+        compile: ``torch.compile`` F, M, W and G (after folding their derived weights); the first call of each
+            batch shape pays the compilation (tens of seconds to minutes).
 
     Raises:
         ValueError: a required network is missing.
@@ -139,7 +185,7 @@ class LivePortraitFrontalizer:
     """
 
     def __init__(self, networks: Mapping[str, nn.Module], *, device: torch.device | str | None = None,
-                 precision: Precision = "fp32") -> None:
+                 precision: Precision = "fp32", compile: bool = False) -> None:
         missing = [name for name in (*_BASE_NETWORKS, _STITCHING) if name not in networks]
         if missing:
             raise ValueError(f"LivePortraitFrontalizer: missing networks {', '.join(missing)}")
@@ -150,7 +196,14 @@ class LivePortraitFrontalizer:
             raise ConfigError(f"precision 'fp16' needs a CUDA device (got {self.device}); use fp32 or bf16")
         self.precision: Precision = precision
         self.networks = {name: module.to(self.device).eval() for name, module in networks.items()}
-        logger.debug("LivePortraitFrontalizer on %s, precision %s", self.device, precision)
+        for module in self.networks.values():
+            fold_inference_weights(module)
+        self.compiled = bool(compile)
+        if self.compiled:
+            for name in _COMPILED_NETWORKS:
+                self.networks[name] = compile_network(self.networks[name])
+        logger.debug("LivePortraitFrontalizer on %s, precision %s, compiled %s", self.device, precision,
+                     self.compiled)
 
     # ---- precision contexts ----------------------------------------------------------------------------------
     def _network_context(self) -> AbstractContextManager[object]:

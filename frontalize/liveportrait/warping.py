@@ -6,6 +6,10 @@ compressed copy of f_s with each of them, adds Gaussian heatmap differences, and
 softmax mask over the K+1 motions and an occlusion map. The blended deformation warps f_s, which is flattened to
 2-D and projected to W's output feature. Attribute names mirror the official checkpoint.
 
+``fold_inference_weights()`` (called on every submodule by the frontalizer) folds each eval-mode BatchNorm into
+its convolution and switches the mask convolution and the large-resolution up-blocks to the exact fast forms of
+:mod:`frontalize.liveportrait.fusion`; unfolded modules run the official formulation.
+
 Every ``grid_sample`` uses ``align_corners=False`` with the corner-aligned grid of
 :func:`~frontalize.liveportrait.blocks.coordinate_grid`, as the released weights expect.
 """
@@ -18,6 +22,13 @@ from torch import nn
 
 from frontalize.liveportrait.arch import DenseMotionArch, WarpingArch
 from frontalize.liveportrait.blocks import DownBlock3d, SameBlock2d, UpBlock3d, coordinate_grid
+from frontalize.liveportrait.fusion import (
+    ConvNormFolding,
+    InferenceFolding,
+    depth_stacked_conv3d,
+    depth_stacked_weight,
+    fold_batch_norm,
+)
 
 __all__ = ["DenseMotionNetwork", "Hourglass", "WarpingNetwork", "keypoint_gaussians", "single_output_conv2d"]
 
@@ -43,26 +54,41 @@ class _Encoder(nn.Module):
         return outs
 
 
-class _Decoder(nn.Module):
-    """Hourglass decoder: UpBlock3d with skip concatenation, then Conv3d → BatchNorm3d → ReLU."""
+class _Decoder(ConvNormFolding, nn.Module):
+    """Hourglass decoder: UpBlock3d with skip concatenation, then Conv3d → BatchNorm3d → ReLU (BN foldable).
+
+    The up-blocks of all but the two deepest levels use the polyphase form when folded: their inputs are at
+    least 1/8 of the volume's side (8×8 for the released 64×64 volume), where it measured 1.8–3.3× faster per
+    layer; on the 2×2 and 4×4 inputs of the two deepest levels it measured about 20 % slower.
+    """
+
+    folded_weight: torch.Tensor | None
+    folded_bias: torch.Tensor | None
 
     def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int) -> None:
         super().__init__()
         blocks = []
         for i in reversed(range(num_blocks)):
             c_in = (1 if i == num_blocks - 1 else 2) * min(max_features, block_expansion * 2 ** (i + 1))
-            blocks.append(UpBlock3d(c_in, min(max_features, block_expansion * 2**i)))
+            blocks.append(UpBlock3d(c_in, min(max_features, block_expansion * 2**i), polyphase=i < num_blocks - 2))
         self.up_blocks = nn.ModuleList(blocks)
+        self.up_channels = tuple(min(max_features, block_expansion * 2**i) for i in reversed(range(num_blocks)))
         self.out_filters = block_expansion + in_features
         self.conv = nn.Conv3d(self.out_filters, self.out_filters, kernel_size=3, padding=1)
         self.norm = nn.BatchNorm3d(self.out_filters)
+        self._init_conv_norm_folding()
 
     def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
         """Encoder outputs → B×(block_expansion+in_features)×D×H×W."""
         out = skips[-1]
-        for block, skip in zip(self.up_blocks, reversed(skips[:-1])):
-            out = torch.cat([block(out), skip], dim=1)
-        return F.relu(self.norm(self.conv(out)), inplace=True)
+        for block, up_channels, skip in zip(self.up_blocks, self.up_channels, reversed(skips[:-1])):
+            # torch.cat([block(out), skip]) without the extra copy: the up-block writes its half in place
+            merged = skip.new_empty(skip.shape[0], up_channels + skip.shape[1], *skip.shape[2:],
+                                    dtype=torch.promote_types(out.dtype, skip.dtype))
+            block(out, out=merged[:, :up_channels])
+            merged[:, up_channels:] = skip
+            out = merged
+        return F.relu(self._conv_norm(out), inplace=True)
 
 
 class Hourglass(nn.Module):
@@ -82,16 +108,26 @@ class Hourglass(nn.Module):
 def keypoint_gaussians(grid: torch.Tensor, keypoints: torch.Tensor, variance: float = _KP_VARIANCE) -> torch.Tensor:
     """Gaussian heatmaps exp(−½‖g − kp‖² / variance) of all keypoints at once.
 
+    Why separable: on an axis-aligned grid the Gaussian is the product of three 1-D Gaussians (exp of a sum =
+    product of exps, equal up to float rounding), so only (D+H+W)·K exponentials are evaluated instead of
+    D·H·W·K (measured 39 → 0.4 ms for W's 21 keypoints on 16×64×64, one thread).
+
     Args:
-        grid: D×H×W×3 coordinate grid.
+        grid: D×H×W×3 axis-aligned coordinate grid (x varies along W, y along H, z along D), e.g.
+            :func:`~frontalize.liveportrait.blocks.coordinate_grid`.
         keypoints: B×K×3 keypoints (x, y, z) in the same normalised space.
         variance: Gaussian variance.
 
     Returns:
         B×K×D×H×W heatmaps.
     """
-    diff = grid[None, None] - keypoints[:, :, None, None, None, :]
-    return torch.exp(-0.5 * diff.square().sum(dim=-1) / variance)
+    x, y, z = grid[0, 0, :, 0], grid[0, :, 0, 1], grid[:, 0, 0, 2]
+
+    def axis_gaussian(axis: torch.Tensor, column: int) -> torch.Tensor:  # B×K×n
+        return torch.exp(-0.5 * (axis - keypoints[:, :, column, None]).square() / variance)
+
+    depth, height, width = axis_gaussian(z, 2), axis_gaussian(y, 1), axis_gaussian(x, 0)
+    return depth[:, :, :, None, None] * height[:, :, None, :, None] * width[:, :, None, None, :]
 
 
 def single_output_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -122,8 +158,16 @@ def single_output_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return out if bias is None else out.add_(bias.view(1, 1, 1, 1))
 
 
-class DenseMotionNetwork(nn.Module):
-    """Predicts W's deformation field, the per-motion softmax mask and the occlusion map."""
+class DenseMotionNetwork(InferenceFolding, nn.Module):
+    """Predicts W's deformation field, the per-motion softmax mask and the occlusion map.
+
+    ``fold_inference_weights()`` folds ``norm`` into ``compress`` and stores the mask kernel with its depth taps
+    stacked into the output channels (see :func:`~frontalize.liveportrait.fusion.depth_stacked_conv3d`).
+    """
+
+    folded_compress_weight: torch.Tensor | None
+    folded_compress_bias: torch.Tensor | None
+    stacked_mask_weight: torch.Tensor | None
 
     def __init__(self, arch: DenseMotionArch, num_kp: int, feature_channel: int, estimate_occlusion_map: bool) -> None:
         super().__init__()
@@ -136,6 +180,12 @@ class DenseMotionNetwork(nn.Module):
         self.norm = nn.BatchNorm3d(arch.compress)
         self.occlusion = (nn.Conv2d(out_filters * arch.reshape_depth, 1, kernel_size=7, padding=3)
                           if estimate_occlusion_map else None)
+        self._init_folding("folded_compress_weight", "folded_compress_bias", "stacked_mask_weight")
+
+    def _derived_weights(self) -> dict[str, torch.Tensor]:
+        weight, bias = fold_batch_norm(self.compress.weight, self.compress.bias, self.norm)
+        return {"folded_compress_weight": weight, "folded_compress_bias": bias,
+                "stacked_mask_weight": depth_stacked_weight(self.mask.weight)}
 
     def sparse_motions(self, grid: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor) -> torch.Tensor:
         """Background (identity) motion followed by ``grid − x_d[k] + x_s[k]`` per keypoint.
@@ -164,7 +214,11 @@ class DenseMotionNetwork(nn.Module):
             ``mask`` B×(K+1)×D×H×W (softmax, background first), ``deformation`` B×D×H×W×3 (x, y, z) and, when
             enabled, ``occlusion_map`` B×1×H×W (sigmoid).
         """
-        compressed = F.relu(self.norm(self.compress(feature)), inplace=True)
+        folded = self._folded_tensors()
+        if folded is not None:
+            compressed = F.relu(F.conv3d(feature, folded[0], folded[1]), inplace=True)
+        else:
+            compressed = F.relu(self.norm(self.compress(feature)), inplace=True)
         batch, channels, depth, height, width = compressed.shape
         grid = coordinate_grid(depth, height, width, compressed.dtype, compressed.device)
         motions = self.sparse_motions(grid, kp_driving, kp_source)
@@ -178,7 +232,9 @@ class DenseMotionNetwork(nn.Module):
         heatmap = torch.cat([heatmap.new_zeros(batch, 1, depth, height, width), heatmap], dim=1)
         stacked = torch.cat([heatmap.unsqueeze(2), deformed], dim=2).view(batch, -1, depth, height, width)
         prediction = self.hourglass(stacked)
-        mask = torch.softmax(self.mask(prediction), dim=1)
+        logits = (self.mask(prediction) if folded is None
+                  else depth_stacked_conv3d(prediction, folded[2], self.mask.bias))
+        mask = torch.softmax(logits, dim=1)
         # Element-wise product and sum (not einsum), so autocast cannot lower the sampling grid to fp16.
         deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)
         result = {"mask": mask, "deformation": deformation}

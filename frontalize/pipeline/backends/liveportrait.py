@@ -70,7 +70,8 @@ def _weight_keys(config: FrontalizerConfig) -> tuple[str, ...]:
 
 def _build(context: BackendContext) -> LivePortraitBackend:
     networks = load_official(context.weights_root, device=context.device, allow_unverified=context.allow_unverified)
-    engine = LivePortraitFrontalizer(networks, device=context.device, precision=context.config.precision)
+    engine = LivePortraitFrontalizer(networks, device=context.device, precision=context.config.precision,
+                                     compile=context.config.compile)
     return LivePortraitBackend(engine, pose_target(context.config), upright=context.upright,
                                measure_output_pose=context.measure_poses)
 
