@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job-batch-size", type=int, default=None, help="network batch of the inference job")
     parser.add_argument("--eval-subjects", type=int, default=None, help="subjects of the evaluator fixture (≤ 7)")
     parser.add_argument("--eval-frames", type=int, default=None, help="frames per subject (GT + probes)")
+    parser.add_argument("--eval-no-naive", action="store_true",
+                        help="leave out the naive per-pair loop (for large fixtures: evaluator vs raw recognizer only)")
     parser.add_argument("--tiny", action="store_true", help="smoke-test size: tiny networks at 64 px, identity "
                         "backend for the job (numbers are meaningless; exercises the harness)")
     return parser
@@ -230,7 +232,7 @@ def run_eval(settings: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     angled, gt = sample_faces(args.work_dir)
     return bench_evaluation(args.work_dir, gt, angled, subjects=settings["eval_subjects"],
                             frames=settings["eval_frames"], raw_batch=settings["raw_recognizer_batch"],
-                            repeats=max(1, settings["repeats"]))
+                            repeats=max(1, settings["repeats"]), naive=not args.eval_no_naive)
 
 
 def _guarded(section: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
