@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
+import torch
+
 from frontalize.config.inference import FrontalizerConfig
-from frontalize.liveportrait.crop import images_to_tensor, network_input
+from frontalize.liveportrait.crop import NETWORK_SIZE, halve_u8, images_to_tensor, network_input
 from frontalize.liveportrait.frontalizer import LivePortraitFrontalizer, PoseTarget
 from frontalize.liveportrait.loading import LP_WEIGHT_KEYS, load_official
-from frontalize.liveportrait.pasteback import tensor_to_images
+from frontalize.liveportrait.pasteback import tensor_to_u8
 from frontalize.pipeline.backends.base import BackendContext, BackendSpec, FaceInput, FrontalizedFace
 from frontalize.pipeline.pose import poses_from_angles
 
@@ -53,14 +56,25 @@ class LivePortraitBackend:
         batch = images_to_tensor([network_input(face.crop) for face in faces], device=device)
         offsets = [face.roll_offset for face in faces] if self.upright else None
         out = self.engine.frontalize(batch, self.target, roll_offset=offsets)
-        images = tensor_to_images(out["image"])
+        u8 = tensor_to_u8(out["image"])  # on the device; one host copy per batch below
+        images = u8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
         source_poses = poses_from_angles(out["pitch"], out["yaw"], out["roll"])
         output_poses: list[dict[str, float] | None] = [None] * len(faces)
         if self.measure_output_pose:
-            rendered = images_to_tensor([network_input(image) for image in images], device=device)
-            output_poses = list(poses_from_angles(*self.engine.estimate_pose(rendered)))
+            output_poses = list(poses_from_angles(*self.engine.estimate_pose(self._pose_input(u8, images))))
         return [FrontalizedFace(image=images[i], source_pose=source_poses[i], output_pose=output_poses[i])
                 for i in range(len(faces))]
+
+
+    def _pose_input(self, u8: torch.Tensor, images: np.ndarray) -> torch.Tensor:
+        """M's input for the residual pose: the saved uint8 outputs at the network size, on the engine's device.
+
+        A 512² output is halved on the device (bit-identical to the host INTER_AREA path, no second upload);
+        other sizes go through the host resize.
+        """
+        if u8.shape[-2:] == (2 * NETWORK_SIZE, 2 * NETWORK_SIZE):
+            return halve_u8(u8)
+        return images_to_tensor([network_input(image) for image in images], device=self.engine.device)
 
 
 def _weight_keys(config: FrontalizerConfig) -> tuple[str, ...]:
