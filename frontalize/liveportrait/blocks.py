@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 
 import torch
@@ -22,7 +21,10 @@ from torch import nn
 from frontalize.liveportrait.fusion import (
     ConvNormFolding,
     InferenceFolding,
+    derived_weights_context,
     fold_batch_norm,
+    grad_needed,
+    refold_after_load,
     upsampled_conv3d,
     upsampled_conv3d_weights,
 )
@@ -174,43 +176,6 @@ class UpBlock3d(ConvNormFolding, nn.Module):
         upsampled = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
         result = F.relu(self._conv_norm(upsampled), inplace=True)
         return result if out is None else out.copy_(result)
-
-
-def _autocast_disabled(reference: torch.Tensor) -> AbstractContextManager[object]:
-    """Autocast switched off for the device type of ``reference`` (no-op where that type has no autocast)."""
-    device_type = reference.device.type
-    if not torch.amp.is_autocast_available(device_type):
-        return nullcontext()
-    return torch.autocast(device_type, enabled=False)
-
-
-def derived_weights_context(reference: torch.Tensor) -> AbstractContextManager[object]:
-    """Context for computing a derived weight from ``reference``'s module: autocast off.
-
-    Why: a weight derived inside a bf16/fp16 autocast region would otherwise be computed (and, when folded, stored)
-    in half precision; a later exact fp32 call would then mix dtypes. Autocast re-casts the fp32 value where it is
-    used, so the folded and the on-the-fly results are the same.
-    """
-    return _autocast_disabled(reference)
-
-
-def grad_needed(*sources: torch.Tensor | None) -> bool:
-    """Whether autograd must see a weight derived from ``sources`` (grad mode on and one of them requires grad).
-
-    Folded weights are constants; while this is true, forward derives the weight on the fly instead.
-    """
-    return torch.is_grad_enabled() and any(s is not None and s.requires_grad for s in sources)
-
-
-def refold_after_load(module: nn.Module, incompatible_keys: object) -> None:
-    """``load_state_dict`` post-hook: re-fold the derived weights of a module that had been folded.
-
-    Registered by every module with ``fold_inference_weights()``; torch runs it after the module's own tensors and
-    those of its children are loaded, so the folded buffers never go stale.
-    """
-    del incompatible_keys
-    if getattr(module, "is_folded", False):
-        module.fold_inference_weights()  # type: ignore[operator]
 
 
 def spectral_normalised_weight(weight_orig: torch.Tensor, weight_u: torch.Tensor,

@@ -16,7 +16,7 @@ stores the derived tensors as non-persistent buffers (``state_dict`` keeps the o
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import cast
 
 import torch
@@ -28,7 +28,10 @@ __all__ = [
     "InferenceFolding",
     "depth_stacked_conv3d",
     "depth_stacked_weight",
+    "derived_weights_context",
     "fold_batch_norm",
+    "grad_needed",
+    "refold_after_load",
     "upsampled_conv3d",
     "upsampled_conv3d_weights",
 ]
@@ -36,6 +39,44 @@ __all__ = [
 # 3-tap → 2-tap maps of one kernel axis after nearest up-sampling by 2 (rows: output phase 0, 1; columns: taps).
 # Phase 0 (output row 2i) reads low-res rows {i−1, i, i}, phase 1 (row 2i+1) reads {i, i, i+1}.
 _PHASE_TAPS = (((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
+
+
+def _autocast_disabled(reference: torch.Tensor) -> AbstractContextManager[object]:
+    """Autocast switched off for the device type of ``reference`` (no-op where that type has no autocast)."""
+    device_type = reference.device.type
+    if not torch.amp.is_autocast_available(device_type):
+        return nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
+def derived_weights_context(reference: torch.Tensor) -> AbstractContextManager[object]:
+    """Context for computing a derived weight from ``reference``'s module: autocast off.
+
+    Why: a weight derived inside a bf16/fp16 autocast region would otherwise be computed (and, when folded, stored)
+    in half precision; a later exact fp32 call would then mix dtypes. Autocast re-casts the fp32 value where it is
+    used, so the folded and the on-the-fly results are the same.
+    """
+    return _autocast_disabled(reference)
+
+
+def grad_needed(*sources: torch.Tensor | None) -> bool:
+    """Whether autograd must see a weight derived from ``sources`` (grad mode on and one of them requires grad).
+
+    Folded weights are constants; while this is true, forward derives the weight on the fly instead.
+    """
+    return torch.is_grad_enabled() and any(s is not None and s.requires_grad for s in sources)
+
+
+def refold_after_load(module: nn.Module, incompatible_keys: object) -> None:
+    """``load_state_dict`` post-hook: re-fold the derived weights of a module that had been folded.
+
+    Registered by every module with ``fold_inference_weights()`` (the :class:`InferenceFolding` blocks of F and W,
+    G's spectral-norm convolutions and SPADEs); torch runs it after the module's own tensors and those of its
+    children are loaded, so the folded buffers never go stale.
+    """
+    del incompatible_keys
+    if getattr(module, "is_folded", False):
+        module.fold_inference_weights()  # type: ignore[operator]
 
 
 class InferenceFolding:
@@ -55,7 +96,7 @@ class InferenceFolding:
         self._folded_names = names
         for name in names:
             module.register_buffer(name, None, persistent=False)
-        module.register_load_state_dict_post_hook(_refold_after_load)
+        module.register_load_state_dict_post_hook(refold_after_load)
 
     def _derived_weights(self) -> dict[str, torch.Tensor]:
         """name → derived tensor; every class using the mixin defines its own."""
@@ -73,10 +114,7 @@ class InferenceFolding:
         parameters they come from (``.to()``/``.half()`` then move them with the module).
         """
         module = self._as_module()
-        device_type = next(module.parameters()).device.type
-        autocast_off = (torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type)
-                        else nullcontext())
-        with torch.no_grad(), autocast_off:
+        with torch.no_grad(), derived_weights_context(next(module.parameters())):
             derived = self._derived_weights()
         for name in self._folded_names:
             setattr(module, name, derived[name].contiguous())
@@ -126,13 +164,6 @@ class ConvNormFolding(InferenceFolding):
         if folded is None:
             return norm(conv(x))
         return conv._conv_forward(x, folded[0], folded[1])
-
-
-def _refold_after_load(module: nn.Module, incompatible_keys: object) -> None:
-    """``load_state_dict`` post-hook: recompute the folded buffers from the newly loaded tensors."""
-    del incompatible_keys  # the hook only refreshes derived tensors
-    if isinstance(module, InferenceFolding) and module.is_folded:
-        module.fold_inference_weights()
 
 
 def fold_batch_norm(weight: torch.Tensor, bias: torch.Tensor | None,
