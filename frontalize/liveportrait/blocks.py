@@ -41,6 +41,7 @@ __all__ = [
     "coordinate_grid",
     "derived_weights_context",
     "grad_needed",
+    "make_coordinate_grid",
     "refold_after_load",
     "spectral_normalised_weight",
     "upsampled_conv3x3",
@@ -259,16 +260,14 @@ class SpectralNormConv2d(nn.Module):
         return f"{in_c}, {out_c}, kernel_size={k}, padding={self.padding}, bias={self.bias is not None}"
 
 
-@lru_cache(maxsize=16)
-def coordinate_grid(
+def make_coordinate_grid(
     depth: int, height: int, width: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None
 ) -> torch.Tensor:
-    """Corner-aligned normalised coordinates of a D×H×W volume (cached per shape, dtype and device).
+    """Corner-aligned normalised coordinates of a D×H×W volume (a new tensor; :func:`coordinate_grid` caches).
 
     ``x_i = 2i/(W−1) − 1`` (right), ``y_j = 2j/(H−1) − 1`` (down), ``z_k = 2k/(D−1) − 1`` (into the screen).
     The grid is corner-aligned although every ``grid_sample`` in W uses ``align_corners=False``; the released
-    weights were trained with that mismatch, so it is kept on purpose. The returned tensor is shared: do not
-    modify it in place.
+    weights were trained with that mismatch, so it is kept on purpose.
 
     Returns:
         D×H×W×3 tensor, last axis (x, y, z).
@@ -280,6 +279,22 @@ def coordinate_grid(
 
     z, y, x = torch.meshgrid(axis(depth), axis(height), axis(width), indexing="ij")
     return torch.stack((x, y, z), dim=-1).contiguous()
+
+
+_cached_coordinate_grid = lru_cache(maxsize=16)(make_coordinate_grid)
+
+
+def coordinate_grid(
+    depth: int, height: int, width: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+) -> torch.Tensor:
+    """:func:`make_coordinate_grid`, built once per shape, dtype and device (shared: do not modify in place).
+
+    Under ``torch.compile`` the grid is traced instead (a compiled graph bakes it in as constants; dynamo would
+    otherwise warn that it ignores the cache wrapper).
+    """
+    if torch.compiler.is_compiling():
+        return make_coordinate_grid(depth, height, width, dtype, device)
+    return _cached_coordinate_grid(depth, height, width, dtype, device)
 
 
 # 3-tap → 2-tap maps of a 3×3 kernel applied after nearest up-sampling (see upsampled_conv3x3_weights).

@@ -339,6 +339,20 @@ def test_instance_norm_parts(memory_format):
     torch.testing.assert_close((centred * rstd).double(), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_coordinate_grid_traced_under_compile_without_cache_warning():
+    import warnings
+
+    def shifted(x):
+        return coordinate_grid(2, 3, 4) + x
+
+    compiled = torch.compile(shifted, backend="eager", fullgraph=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = compiled(torch.ones(1))
+    assert torch.equal(out, coordinate_grid(2, 3, 4) + 1)
+    assert not [w for w in caught if "lru_cache" in str(w.message)]
+
+
 def test_coordinate_grid_is_corner_aligned_xyz():
     grid = coordinate_grid(3, 4, 5)
     assert grid.shape == (3, 4, 5, 3)
