@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from insightface.model_zoo import get_model
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
 from frontalize.errors import ConfigError, InputError
 from frontalize.faces.align import arcface_chip
-from frontalize.faces.types import Face, make_fingerprint, rgb_to_bgr, sha256_file
+from frontalize.faces.types import Face, get_insightface_model, make_fingerprint, rgb_to_bgr, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +51,8 @@ def load_arcface(
     Raises:
         ConfigError: when the file is not an ArcFace-style recognizer.
     """
-    extra = {} if sess_options is None else {"sess_options": sess_options}
-    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options, **extra)
+    model = get_insightface_model(model_path, providers=providers, provider_options=provider_options,
+                                  sess_options=sess_options)
     if not isinstance(model, ArcFaceONNX) or getattr(model, "taskname", None) != "recognition":
         raise ConfigError(f"{model_path} is not an InsightFace recognition model (routed to {type(model).__name__})")
     return model

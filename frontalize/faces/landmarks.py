@@ -16,11 +16,18 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from insightface.app.common import Face as InsightFaceRecord
-from insightface.model_zoo import get_model
 from insightface.model_zoo.landmark import Landmark
 
 from frontalize.errors import ConfigError
-from frontalize.faces.types import Face, Pose, check_image, make_fingerprint, rgb_to_bgr, sha256_file
+from frontalize.faces.types import (
+    Face,
+    Pose,
+    check_image,
+    get_insightface_model,
+    make_fingerprint,
+    rgb_to_bgr,
+    sha256_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +45,8 @@ def load_landmark_model(
     Raises:
         ConfigError: when the file routes to another class or task.
     """
-    extra = {} if sess_options is None else {"sess_options": sess_options}
-    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options, **extra)
+    model = get_insightface_model(model_path, providers=providers, provider_options=provider_options,
+                                  sess_options=sess_options)
     found = getattr(model, "taskname", type(model).__name__)
     if not isinstance(model, Landmark) or found != taskname:
         raise ConfigError(f"{model_path} is not an InsightFace {taskname} model (found {found})")

@@ -14,11 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from insightface.model_zoo import get_model
 from insightface.model_zoo.scrfd import SCRFD
 
 from frontalize.errors import ConfigError
-from frontalize.faces.types import Face, check_image, make_fingerprint, rgb_to_bgr, sha256_file, sort_by_area
+from frontalize.faces.types import (
+    Face,
+    check_image,
+    get_insightface_model,
+    make_fingerprint,
+    rgb_to_bgr,
+    sha256_file,
+    sort_by_area,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +42,8 @@ def load_scrfd(
     Raises:
         ConfigError: when the file is not a 5-keypoint SCRFD detector.
     """
-    extra = {} if sess_options is None else {"sess_options": sess_options}
-    model = get_model(str(model_path), providers=list(providers), provider_options=provider_options, **extra)
+    model = get_insightface_model(model_path, providers=providers, provider_options=provider_options,
+                                  sess_options=sess_options)
     if not isinstance(model, SCRFD) or getattr(model, "taskname", None) != "detection":
         raise ConfigError(f"{model_path} is not an InsightFace SCRFD detector (routed to {type(model).__name__})")
     if not model.use_kps:

@@ -218,3 +218,18 @@ class FaceRecognizer(Protocol):
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """(N, embedding_dim) float32 L2-normalised embeddings of N chips (batched internally)."""
         ...
+
+
+def get_insightface_model(model_path: str | os.PathLike[str], *, providers: Sequence[str],
+                          provider_options: Sequence[dict[str, object]] | None,
+                          sess_options: object | None = None) -> object:
+    """``insightface.model_zoo.get_model`` on an ONNX file with our onnxruntime providers and session options.
+
+    The loaders of the SCRFD, ArcFace and landmark wrappers share it and then check what insightface routed the
+    file to. ``sess_options`` (an ``onnxruntime.SessionOptions``) is only passed when given, so insightface keeps
+    its own defaults otherwise.
+    """
+    from insightface.model_zoo import get_model  # local: heavy import, only where a model is loaded
+
+    extra = {} if sess_options is None else {"sess_options": sess_options}
+    return get_model(str(model_path), providers=list(providers), provider_options=provider_options, **extra)
