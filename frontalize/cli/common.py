@@ -73,6 +73,21 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
 
+def add_executor_arguments(group: argparse._ArgumentGroup, ray_runs: str) -> None:
+    """Add --executor and --ray-address (config ``executor`` / ``ray.address``), shared by both CLIs.
+
+    Args:
+        group: the argument group to add them to.
+        ray_runs: what ``--executor ray`` distributes, for the help text.
+    """
+    group.add_argument("--executor", choices=("local", "ray"),
+                       help=f"local = this process; ray = {ray_runs}, on a local Ray or a cluster (pip install .[ray]) "
+                            "(config executor)")
+    group.add_argument("--ray-address", dest="ray_address", metavar="ADDRESS",
+                       help="with --executor ray: 'auto' or host:port joins that cluster; default: start a local "
+                            "Ray on this machine (config ray.address)")
+
+
 def configure_logging(verbosity: int = 0, debug: bool = False) -> None:
     """Configure the root logger: WARNING at -q, INFO by default, DEBUG at -v or --debug."""
     level = logging.DEBUG if debug or verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING

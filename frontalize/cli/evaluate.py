@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from frontalize.cli.common import (
     EXIT_CODES_HELP,
     add_common_arguments,
+    add_executor_arguments,
     load_config_from_args,
     print_config,
     resolve_device,
@@ -90,12 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip the figures (config figures.enabled=false)")
     run.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                      help="no progress bars (config run.progress)")
-    run.add_argument("--executor", choices=("local", "ray"),
-                     help="local = this process; ray = the detection + embedding pass on Ray actors, on a local "
-                          "Ray or a cluster (pip install .[ray]); statistics stay here (config executor)")
-    run.add_argument("--ray-address", dest="ray_address", metavar="ADDRESS",
-                     help="with --executor ray: 'auto' or host:port joins that cluster; default: start a local "
-                          "Ray on this machine (config ray.address)")
+    add_executor_arguments(run, "the detection + embedding pass on Ray actors (statistics stay here)")
     run.add_argument("--allow-unverified-weights", dest="allow_unverified", action="store_true",
                      help="only require weight files to exist, without checksums (test weights)")
     add_common_arguments(parser)

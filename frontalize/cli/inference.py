@@ -18,6 +18,7 @@ from typing import Any
 from frontalize.cli.common import (
     EXIT_CODES_HELP,
     add_common_arguments,
+    add_executor_arguments,
     load_config_from_args,
     print_config,
     resolve_device,
@@ -90,12 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--guard-dump", dest="guard_dump", action="store_true",
                      help="with the identity guard (--set guard.enabled=true): also write every candidate to "
                           "OUT/_guard/<input>/<candidate>.png (config guard.dump)")
-    run.add_argument("--executor", choices=("local", "ray"),
-                     help="local = this process (threads); ray = Ray Data tasks and actors on a local Ray or a "
-                          "cluster, same outputs and manifest (pip install .[ray]) (config executor)")
-    run.add_argument("--ray-address", dest="ray_address", metavar="ADDRESS",
-                     help="with --executor ray: 'auto' or host:port joins that cluster; default: start a local "
-                          "Ray on this machine (config ray.address)")
+    add_executor_arguments(run, "Ray Data tasks and actors, same outputs and manifest")
     run.add_argument("--dry-run", dest="dry_run", action="store_true",
                      help="validate the config and weights, list the inputs and what resume would do, then exit")
     add_common_arguments(parser)
