@@ -27,6 +27,8 @@ from frontalize.errors import ConfigError, DeviceError, WeightsMissingError
 from frontalize.faces.types import FaceDetector, FaceRecognizer
 
 if TYPE_CHECKING:
+    from insightface.model_zoo.landmark import Landmark
+
     from frontalize.faces.landmarks import InsightFaceLandmarker106, InsightFacePose68
 
 logger = logging.getLogger(__name__)
@@ -288,23 +290,23 @@ def build_recognizer(
     return ArcFaceRecognizer(name, model, weight_keys=_RECOGNIZER_KEYS[name], batch_size=batch_size)
 
 
-def build_landmarker106(*, weights_root: str | os.PathLike[str], device: str = "cpu") -> InsightFaceLandmarker106:
-    """InsightFace 2d106det landmarker (weight key ``insightface_2d106det``)."""
-    from frontalize.faces.landmarks import InsightFaceLandmarker106, load_landmark_model
+def _landmark_model(key: str, taskname: str, weights_root: str | os.PathLike[str], device: str) -> Landmark:
+    from frontalize.faces.landmarks import load_landmark_model
 
     providers, provider_options = onnx_providers(device)
-    path = _model_file(LANDMARKER106_KEYS[0], weights_root)
-    model = load_landmark_model(path, taskname="landmark_2d_106", providers=providers,
-                                provider_options=provider_options, sess_options=onnx_session_options())
-    return InsightFaceLandmarker106(model)
+    return load_landmark_model(_model_file(key, weights_root), taskname=taskname, providers=providers,
+                               provider_options=provider_options, sess_options=onnx_session_options())
+
+
+def build_landmarker106(*, weights_root: str | os.PathLike[str], device: str = "cpu") -> InsightFaceLandmarker106:
+    """InsightFace 2d106det landmarker (weight key ``insightface_2d106det``)."""
+    from frontalize.faces.landmarks import InsightFaceLandmarker106
+
+    return InsightFaceLandmarker106(_landmark_model(LANDMARKER106_KEYS[0], "landmark_2d_106", weights_root, device))
 
 
 def build_pose_estimator(*, weights_root: str | os.PathLike[str], device: str = "cpu") -> InsightFacePose68:
     """InsightFace 1k3d68 head-pose estimator (weight key ``insightface_1k3d68``)."""
-    from frontalize.faces.landmarks import InsightFacePose68, load_landmark_model
+    from frontalize.faces.landmarks import InsightFacePose68
 
-    providers, provider_options = onnx_providers(device)
-    path = _model_file(POSE68_KEYS[0], weights_root)
-    model = load_landmark_model(path, taskname="landmark_3d_68", providers=providers,
-                                provider_options=provider_options, sess_options=onnx_session_options())
-    return InsightFacePose68(model)
+    return InsightFacePose68(_landmark_model(POSE68_KEYS[0], "landmark_3d_68", weights_root, device))
