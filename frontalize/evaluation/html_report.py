@@ -43,10 +43,10 @@ __all__ = ["NUMBER_COLUMNS", "PageMeta", "build_payload", "markdown_to_html", "r
            "write_per_image_outputs"]
 
 NUMBER_COLUMNS: dict[str, int] = {
-    "pitch": 1, "yaw": 1, "roll": 1, "sim_angle_gt": 4, "sim_frontal_gt": 4, "gain": 4,
-    "residual_pitch": 1, "residual_yaw": 1, "residual_roll": 1,
+    "pitch": 2, "yaw": 2, "roll": 2, "sim_angle_gt": 6, "sim_frontal_gt": 6, "gain": 6,
+    "residual_pitch": 2, "residual_yaw": 2, "residual_roll": 2,
 }
-"""Numeric columns of the page and the decimals they keep (the CSV keeps more)."""
+"""Numeric columns of the page and their decimals (those of the CSV: the page sorts exactly as the CSV would)."""
 
 PATH_COLUMNS = ("angle_path", "frontal_path", "gt_path")
 _IMAGE_KEYS = {"angle_path": "a", "frontal_path": "f", "gt_path": "g"}
