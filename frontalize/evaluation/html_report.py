@@ -135,7 +135,8 @@ def build_payload(rows: Sequence[Mapping[str, Any]], thumbs: Mapping[str, str], 
     return {
         "version": 1, "title": meta.title, "trees": trees, "combinations": list(meta.combinations),
         "yaw_bins": list(meta.yaw_bins), "pitch_bins": list(meta.pitch_bins), "page_size": meta.page_size,
-        "numeric": list(NUMBER_COLUMNS), "images": images, "rows": columns, "frontal_by_rel": frontal_by_rel,
+        "numeric": list(NUMBER_COLUMNS), "digits": NUMBER_COLUMNS, "images": images, "rows": columns,
+        "frontal_by_rel": frontal_by_rel,
     }
 
 

@@ -2,12 +2,14 @@
  *
  * Data: the JSON document in #report-data (layout: frontalize/evaluation/html_report.py). Rows are filtered into
  * an index array, sorted with typed-array keys and rendered one page at a time, so a 32,000-row report shows its
- * first rows and re-sorts quickly. Marks for measurements: performance mark "report:first-rows" after the first
- * page is in the DOM, "report:rendered" after each render is painted; body[data-ready="1"] once interactive.
+ * first rows and re-sorts quickly. Marks for measurements (performance.mark): "report:data-parsed" once the data
+ * is parsed, "report:first-rows" once the first page is in the DOM, "report:first-paint" after the frame that
+ * shows it, "report:rendered" after each later render is painted; body[data-ready="1"] once interactive.
  */
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("report-data").textContent);
+  performance.mark("report:data-parsed");
   var R = data.rows, N = R.n, images = data.images, trees = data.trees;
   var $ = function (id) { return document.getElementById(id); };
 
@@ -76,16 +78,43 @@
     return out.subarray(0, n);
   }
 
+  // Sort: each row's key becomes an integer rank (the values carry a fixed number of decimals, data.digits), packed
+  // with the row index into one float64 (rank * 2^21 + index, exact below 2^53) and sorted by the engine's native
+  // numeric sort — several times faster than a comparator callback at 32,000 rows. Missing values (NaN) get the
+  // highest rank in both directions (always last); ties keep dataset order. Ranks are computed once per key.
+  var SORT_DIGITS = { gain: "gain", sim_frontal_gt: "sim_frontal_gt", sim_angle_gt: "sim_angle_gt", abs_yaw: "yaw",
+    pitch: "pitch" };
+  var ROW_SPAN = 2097152, ranks = {};
+  function rankOf(key) {
+    if (ranks[key]) return ranks[key];
+    var col = SORT_KEYS[key], scale = Math.pow(10, data.digits[SORT_DIGITS[key]]), lo = Infinity, hi = -Infinity;
+    for (var i = 0; i < N; i++) { var v = col[i]; if (v === v) { if (v < lo) lo = v; if (v > hi) hi = v; } }
+    var top = hi >= lo ? Math.round((hi - lo) * scale) + 1 : 0, r = new Float64Array(N);
+    for (var j = 0; j < N; j++) { var w = col[j]; r[j] = w === w ? Math.round((w - lo) * scale) : top; }
+    ranks[key] = { r: r, top: top, packable: N < ROW_SPAN && top < 4294967296 };
+    return ranks[key];
+  }
   function sortRows(rows) {
     var key = SORT_KEYS[state.sort];
     if (!key) return rows;
-    var dir = state.dir;
-    // missing values (NaN) always last, ties in dataset order: the order is fully determined
-    return rows.slice().sort(function (a, b) {
-      var x = key[a], y = key[b], xn = x !== x, yn = y !== y;
-      if (xn || yn) return xn === yn ? a - b : (xn ? 1 : -1);
-      return (x - y) * dir || a - b;
-    });
+    var dir = state.dir, rank = rankOf(state.sort), n = rows.length;
+    if (!rank.packable) {
+      return rows.slice().sort(function (a, b) {
+        var x = key[a], y = key[b], xn = x !== x, yn = y !== y;
+        if (xn || yn) return xn === yn ? a - b : (xn ? 1 : -1);
+        return (x - y) * dir || a - b;
+      });
+    }
+    var packed = new Float64Array(n), r = rank.r, top = rank.top;
+    for (var j = 0; j < n; j++) {
+      var i = rows[j], k = r[i];
+      if (dir < 0 && k !== top) k = top - 1 - k;
+      packed[j] = k * ROW_SPAN + i;
+    }
+    packed.sort();
+    var out = new Int32Array(n);
+    for (var m = 0; m < n; m++) out[m] = packed[m] % ROW_SPAN;
+    return out;
   }
 
   // ---- rendering -----------------------------------------------------------------------------------------------
