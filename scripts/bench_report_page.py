@@ -19,6 +19,7 @@ Medians (and max) are printed with the machine's load. Usage::
 
     python scripts/bench_report_page.py                   # 32,000 rows, 7 loads × 10 sorts
     python scripts/bench_report_page.py --rows 128000 --combinations 4 --json bench.json   # BIWI, seed config
+    python scripts/bench_report_page.py --thumb-images 400 --eval-frames 16000 --combinations 4  # + evaluation side
 """
 
 from __future__ import annotations
@@ -165,6 +166,56 @@ def thumbnail_pass(out: Path, count: int, workers: int | None) -> dict[str, floa
     return timings
 
 
+def evaluation_side(frames: int, trees: int, combinations: int) -> dict[str, float]:
+    """Seconds the evaluation spends on the per-image outputs (no thumbnails): rows from an in-memory run of
+    ``frames`` angled images × ``trees`` × ``combinations`` (every face found, random 128-D embeddings), then
+    per_image.csv + .jsonl text, then the page's payload + HTML text."""
+    import numpy as np
+
+    from frontalize.config.evaluation import CombinationConfig, EvalConfig
+    from frontalize.datasets.base import Dataset, GroundTruth, HeadPose, ImageRef, Record
+    from frontalize.evaluation.cache import Detection
+    from frontalize.evaluation.embed import EmbeddingStore
+    from frontalize.evaluation.pairing import Gallery
+    from frontalize.evaluation.per_image import build_rows, to_csv, to_jsonl
+    from frontalize.evaluation.results import CombinationResult, EvaluationResults
+    from frontalize.evaluation.trees import FrontalArm
+
+    rng = np.random.default_rng(0)
+    records = [Record(f"{i % 24:02d}", ImageRef(Path(f"/d/{i % 24:02d}/f{i}.png"), f"{i % 24:02d}/f{i}.png"),
+                      HeadPose(float(rng.uniform(-40, 40)), float(rng.uniform(-80, 80)), 0.0)) for i in range(frames)]
+    gts = {f"{s:02d}": GroundTruth(f"{s:02d}", ImageRef(Path(f"/d/gt/{s:02d}.png"), f"gt/{s:02d}.png"))
+           for s in range(24)}
+    dataset = Dataset("biwi", Path("/d"), tuple(records), gts, "most frontal frame", "annotated")
+    combos = tuple(CombinationConfig("retinaface_mnet", "dlib_resnet", f"combo{k}") for k in range(combinations))
+    arms = [FrontalArm(f"tree{a}", Path(f"/o{a}"), "", {r.image.rel: Path(f"/o{a}/{r.image.rel}") for r in records})
+            for a in range(trees)]
+    store = EmbeddingStore()
+    paths = [r.image.path for r in records] + [g.image.path for g in gts.values()] + \
+        [p for arm in arms for p in arm.outputs.values()]
+    for index, path in enumerate(paths):
+        store.image_of[os.path.abspath(path)] = f"h{index}"
+        store.detections[(f"h{index}", "retinaface_mnet")] = Detection("face", "plain", 1, 0.9, np.zeros(4),
+                                                                       np.zeros((5, 2)))
+        vector = rng.standard_normal(128).astype(np.float32)
+        store.embeddings[(f"h{index}", "retinaface_mnet", "dlib_resnet")] = vector / np.linalg.norm(vector)
+    subjects = sorted(gts)
+    gallery = Gallery(np.asarray(subjects, dtype=object), np.stack(
+        [store.embeddings[(store.image_of[str(gts[s].image.path)], "retinaface_mnet", "dlib_resnet")]
+         for s in subjects]), {}, ())
+    results = EvaluationResults(EvalConfig(combinations=combos), dataset, arms,
+                                [CombinationResult(c, gallery, {}, []) for c in combos], store, "annotated")
+    started = time.perf_counter()
+    rows = build_rows(results)
+    built = time.perf_counter()
+    to_csv(rows, PER_IMAGE_COLUMNS), to_jsonl(rows, PER_IMAGE_COLUMNS)
+    written = time.perf_counter()
+    meta = PageMeta("x", [a.name for a in arms], [c.label for c in combos], YAW_BINS, PITCH_BINS)
+    render_page(build_payload(rows, {}, Path("/r"), meta), "")
+    return {"eval_rows": len(rows), "eval_build_rows_s": round(built - started, 2),
+            "eval_csv_jsonl_s": round(written - built, 2), "eval_page_s": round(time.perf_counter() - written, 2)}
+
+
 _CLICK = """
 const done = arguments[arguments.length - 1];
 const selector = arguments[0];
@@ -231,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sorts", type=int, default=10, help="sort clicks per load (default 10)")
     parser.add_argument("--thumb-images", type=int, default=0, metavar="N",
                         help="also time the thumbnail pass on N 640×480 frames (default 0 = skip)")
+    parser.add_argument("--eval-frames", type=int, default=0, metavar="N",
+                        help="also time the evaluation's per-image outputs for N frames × trees × combinations")
     parser.add_argument("--out", type=Path, help="folder for the page (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
@@ -242,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     before = _environment()
     timings = measure(page, args.loads, args.sorts)
     thumbs = thumbnail_pass(out, args.thumb_images, None) if args.thumb_images else {}
+    if args.eval_frames:
+        thumbs.update(evaluation_side(args.eval_frames, args.trees, args.combinations))
     result: dict[str, Any] = {
         "rows": args.rows, "trees": args.trees, "combinations": args.combinations, "loads": args.loads,
         "sorts_per_load": args.sorts,
@@ -256,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%-15s median %7.1f ms   max %7.1f ms   (n=%d)", key, result["median_ms"][key],
                  result["max_ms"][key], len(timings[key]))
     for key, value in thumbs.items():
-        log.info("%s: %.2f ms (%d frames, %d threads)", key, value, args.thumb_images, os.cpu_count() or 1)
+        log.info("%s: %s", key, value)
     log.info("machine: %s; load average before %s, after %s", before, before["load_average"],
              result["load_average_after"])
     if args.json:

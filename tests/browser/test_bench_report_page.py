@@ -23,8 +23,8 @@ def test_synthetic_rows_are_shaped_like_a_study() -> None:
 
 def test_benchmark_runs_and_reports_every_figure(browser: Any, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    assert bench_report_page.main(["--rows", "400", "--loads", "2", "--sorts", "3", "--out", str(tmp_path / "page"),
-                                   "--json", str(out)]) == 0
+    assert bench_report_page.main(["--rows", "400", "--loads", "2", "--sorts", "3", "--thumb-images", "4",
+                                   "--eval-frames", "30", "--out", str(tmp_path / "page"), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     page = (tmp_path / "page" / "report.html").read_text()
     data = json.loads(re.search(r'type="application/json">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
@@ -37,3 +37,5 @@ def test_benchmark_runs_and_reports_every_figure(browser: Any, tmp_path: Path) -
     assert all(0 <= s <= t for s, t in zip(samples["sort_script_ms"], samples["sort_ms"]))
     assert result["median_ms"]["first_paint_ms"] >= result["median_ms"]["first_rows_ms"]
     assert result["environment"]["cpus"] >= 1 and "load_average" in result["environment"]
+    assert result["eval_rows"] == 30 * 2 and result["thumbs_first_pass_ms_per_image"] > 0
+    assert len(list((tmp_path / "page" / "thumb_bench" / "thumbs").glob("*/*.jpg"))) == 4
