@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from frontalize.config.evaluation import StatsConfig
-from frontalize.datasets.base import HeadPose
+from frontalize.datasets.base import HeadPose, Record
 from frontalize.evaluation import stats
 from frontalize.evaluation.cache import Detection
 from frontalize.evaluation.embed import PLAIN_ATTEMPT, EmbeddingStore
@@ -169,45 +169,59 @@ def _similarity(store: EmbeddingStore, path: Path | None, pair: tuple[str, str],
     return None if vector is None else float(vector @ gt)
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every row of one output tree × combination shares."""
+
+    results: EvaluationResults
+    arm: FrontalArm
+    combination: str
+    pair: tuple[str, str]
+    gallery_row: Mapping[str, int]
+    gallery: np.ndarray
+    manifest_rows: Mapping[str, TreeRow]
+    bins: _Bins
+
+
+def _row(ctx: _Context, record: Record) -> dict[str, Any]:
+    """The per-image row of one angled record (same similarities and outcomes as :func:`.pairing.pair_arm`)."""
+    store, detector = ctx.results.store, ctx.pair[0]
+    rel, subject = record.image.rel, record.subject
+    gt = ctx.results.dataset.gt.get(subject)
+    gt_vector = ctx.gallery[ctx.gallery_row[subject]] if subject in ctx.gallery_row else None
+    angle_det = store.detection(record.image.path, detector)
+    frontal_path = ctx.arm.outputs.get(rel)
+    sim_angle = _similarity(store, record.image.path, ctx.pair, gt_vector)
+    sim_frontal = _similarity(store, frontal_path, ctx.pair, gt_vector)
+    pitch, yaw, roll, source = pose_with_source(record.pose, angle_det, ctx.results.pose_estimator)
+    return {
+        "arm": ctx.arm.name, "combination": ctx.combination, "subject": subject, "rel": rel,
+        "pitch": _round(pitch, _ANGLE_DIGITS), "yaw": _round(yaw, _ANGLE_DIGITS), "roll": _round(roll, _ANGLE_DIGITS),
+        "pose_source": source, "yaw_bin": ctx.bins.yaw(yaw), "pitch_bin": ctx.bins.pitch(pitch),
+        "sim_angle_gt": _round(sim_angle, _SIM_DIGITS), "sim_frontal_gt": _round(sim_frontal, _SIM_DIGITS),
+        "gain": None if sim_angle is None or sim_frontal is None else _round(sim_frontal - sim_angle, _SIM_DIGITS),
+        "pair_status": _pair_status(gt is not None, gt_vector is not None, sim_angle is not None,
+                                    sim_frontal is not None),
+        "angle_detection": detection_outcome(angle_det),
+        "frontal_detection": "no_output" if frontal_path is None
+        else detection_outcome(store.detection(frontal_path, detector)),
+        **_inference(ctx.arm, rel, ctx.manifest_rows.get(rel)),
+        "angle_path": str(record.image.path),
+        "frontal_path": None if frontal_path is None else str(frontal_path),
+        "gt_path": None if gt is None else str(gt.image.path),
+    }
+
+
 def build_rows(results: EvaluationResults) -> list[dict[str, Any]]:
     """Every per-image row, ordered by output tree, then combination, then dataset record (see module doc)."""
-    dataset, store = results.dataset, results.store
     bins = _Bins(results.config.stats)
     rows: list[dict[str, Any]] = []
     for arm in results.arms:
         manifest_rows = read_tree_rows(arm)
         for combo in results.combinations:
-            pair = (combo.combination.detector, combo.combination.recognizer)
-            gallery_row = combo.gallery.index()
-            for record in dataset.records:
-                rel, subject = record.image.rel, record.subject
-                gt = dataset.gt.get(subject)
-                gt_vector = combo.gallery.embeddings[gallery_row[subject]] if subject in gallery_row else None
-                angle_det = store.detection(record.image.path, pair[0])
-                frontal_path = arm.outputs.get(rel)
-                sim_angle = _similarity(store, record.image.path, pair, gt_vector)
-                sim_frontal = _similarity(store, frontal_path, pair, gt_vector)
-                pitch, yaw, roll, source = pose_with_source(record.pose, angle_det, results.pose_estimator)
-                row: dict[str, Any] = {
-                    "arm": arm.name, "combination": combo.label, "subject": subject, "rel": rel,
-                    "pitch": _round(pitch, _ANGLE_DIGITS), "yaw": _round(yaw, _ANGLE_DIGITS),
-                    "roll": _round(roll, _ANGLE_DIGITS), "pose_source": source,
-                    "yaw_bin": bins.yaw(yaw), "pitch_bin": bins.pitch(pitch),
-                    "sim_angle_gt": _round(sim_angle, _SIM_DIGITS),
-                    "sim_frontal_gt": _round(sim_frontal, _SIM_DIGITS),
-                    "gain": None if sim_angle is None or sim_frontal is None
-                    else _round(sim_frontal - sim_angle, _SIM_DIGITS),
-                    "pair_status": _pair_status(gt is not None, gt_vector is not None, sim_angle is not None,
-                                                sim_frontal is not None),
-                    "angle_detection": detection_outcome(angle_det),
-                    "frontal_detection": "no_output" if frontal_path is None
-                    else detection_outcome(store.detection(frontal_path, pair[0])),
-                    **_inference(arm, rel, manifest_rows.get(rel)),
-                    "angle_path": str(record.image.path),
-                    "frontal_path": None if frontal_path is None else str(frontal_path),
-                    "gt_path": None if gt is None else str(gt.image.path),
-                }
-                rows.append(row)
+            ctx = _Context(results, arm, combo.label, (combo.combination.detector, combo.combination.recognizer),
+                           combo.gallery.index(), combo.gallery.embeddings, manifest_rows, bins)
+            rows.extend(_row(ctx, record) for record in results.dataset.records)
     return rows
 
 
