@@ -24,6 +24,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 echo "install_browser: installing chromium + chromium-driver (apt)" >&2
-"${run_root[@]}" apt-get update -qq
-"${run_root[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+if ! { "${run_root[@]}" apt-get update -qq \
+       && "${run_root[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }; then
+    echo "install_browser: apt-get failed; the browser tests will skip (or fail under CI=true)" >&2
+    exit 0
+fi
 chromium --version >&2
