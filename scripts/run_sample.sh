@@ -12,4 +12,4 @@ python scripts/make_samples.py "$out/data"
 python inference.py --source_dir "$out/data" --list-file "$out/data/angled.txt" -o "$out/frontal" --frontalize
 python evaluate.py --config configs/eval.yaml --layout generic --data "$out/data" --frontal-dir "$out/frontal" \
   -o "$out/report"
-echo "report: $out/report/report.md"
+echo "report: $out/report/report.md (browse: $out/report/report.html)"

@@ -24,6 +24,7 @@ __all__ = [
     "EvalRunConfig",
     "FiguresConfig",
     "FrontalTreeConfig",
+    "ReportConfig",
     "StatsConfig",
 ]
 
@@ -157,6 +158,24 @@ class FiguresConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The browsable page ``report.html`` and its thumbnails (``per_image.csv`` / ``.jsonl`` are always written)."""
+
+    html: bool = field(default=True, metadata={
+        "help": "write report.html: everything report.md shows plus a per-image browser (thumbnails, sort, "
+                "filter, enlarge); one static page that works from file:// and after copying the report folder"})
+    thumb_px: int = field(default=96, metadata={
+        "help": "side of the face thumbnails written once under REPORT/thumbs/ (JPEG, named by a hash of the "
+                "image content, the size and the face box, so reruns reuse them)", "min": 32, "max": 512})
+    thumb_quality: int = field(default=80, metadata={"help": "JPEG quality of the thumbnails", "min": 30, "max": 100})
+    workers: int | None = field(default=None, metadata={
+        "help": "threads writing thumbnails; null = one per CPU core", "min": 1, "max": 256})
+    page_size: int = field(default=100, metadata={
+        "help": "rows per page of the per-image browser (the page renders one page at a time)",
+        "min": 10, "max": 5000})
+
+
+@dataclass(frozen=True)
 class EvalRunConfig:
     """Execution (does not change any number in the report)."""
 
@@ -185,6 +204,7 @@ class EvalConfig:
     cache: CacheConfig = field(default_factory=CacheConfig, metadata={"help": "embedding cache"})
     stats: StatsConfig = field(default_factory=StatsConfig, metadata={"help": "statistics"})
     figures: FiguresConfig = field(default_factory=FiguresConfig, metadata={"help": "figures"})
+    report: ReportConfig = field(default_factory=ReportConfig, metadata={"help": "report.html and thumbnails"})
     run: EvalRunConfig = field(default_factory=EvalRunConfig, metadata={"help": "execution"})
     executor: ExecutorChoice = field(default="local", metadata={
         "help": "local = this process; ray = the detection + embedding pass on Ray Data actors, on a local Ray or "

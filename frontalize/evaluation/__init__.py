@@ -13,4 +13,7 @@ Modules, in the order a run uses them:
   — Markdown/CSV/JSON tables, PNG figures, ``report.md`` and ``summary.json`` (extensible with report sections);
 * :mod:`.guard_report`, :mod:`.guard_figures` — the identity guard's section: guarded vs unguarded trees and the
   identity/frontality trade-off.
+* :mod:`.per_image`, :mod:`.thumbs`, :mod:`.html_report` — ``per_image.csv``/``.jsonl`` (one row per output tree ×
+  combination × angled image) and the GT table, face thumbnails, and ``report.html`` (the report plus a per-image
+  browser; page assets in ``assets/``).
 """

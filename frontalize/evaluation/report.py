@@ -127,6 +127,9 @@ def _header(results: EvaluationResults) -> list[str]:
         "one arm missing are reported apart (Table 2).",
         *(f"- {text}" for text in SIMILARITY_DEFINITIONS.values()),
         f"- Output matching: {MATCHING_RULE}.",
+        "- Per-image results: [per_image.csv](per_image.csv) ([JSON Lines](per_image.jsonl)), one row per output "
+        "tree × combination × angled image; GT images: [per_image_gt.csv](per_image_gt.csv)"
+        + ("; browse them in [report.html](report.html)." if cfg.report.html else "."),
     ]
     lines += [f"- Note: {note}" for note in [*dataset.notes, *results.notes]]
     return lines

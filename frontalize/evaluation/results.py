@@ -60,3 +60,5 @@ class EvaluationResults:
     notes: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     verified_weights: dict[str, Any] = field(default_factory=dict)
+    pose_estimator: str | None = None
+    """Name of the model that estimated the pose of unannotated images (``"1k3d68"``); None = 5-keypoint proxy."""

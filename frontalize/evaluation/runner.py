@@ -30,6 +30,7 @@ from frontalize.evaluation.embed import (
     local_runner,
     run_embedding_pass,
 )
+from frontalize.evaluation.html_report import write_per_image_outputs
 from frontalize.evaluation.pairing import build_gallery, estimated_pose, pair_arm
 from frontalize.evaluation.report import ReportSection, SectionImages, write_report
 from frontalize.evaluation.results import ArmResult, CombinationResult, EvaluationResults
@@ -215,6 +216,7 @@ def evaluate(
     results = EvaluationResults(cfg, dataset, list(arms), combos, store, _pose_source(dataset, use_pose),
                                 extras={"weights": {k: getattr(v, "sha256", None) for k, v in verified.items()},
                                         "cache": str(cache_dir) if cache_dir else None},
-                                verified_weights=verified)
+                                verified_weights=verified, pose_estimator="1k3d68" if use_pose else None)
     write_report(results, inputs.out_dir, sections=sections)
+    write_per_image_outputs(results, inputs.out_dir)  # per_image.csv/.jsonl, thumbnails, report.html
     return results
