@@ -103,7 +103,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("logging")
     out.add_argument("-q", "--quiet", action="count", default=0, help="less output (repeatable)")
     out.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
-    out.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    out.add_argument("--debug", action="store_true",
+                     help="also print tracebacks on the terminal (an internal error always leaves its traceback in "
+                          "the run's log file)")
 
 
 def add_executor_arguments(group: argparse._ArgumentGroup, ray_runs: str) -> None:

@@ -31,7 +31,7 @@ from frontalize.config.schema import dump_config_yaml, with_value
 from frontalize.devices import model_devices, resolve_device
 from frontalize.errors import ConfigError
 from frontalize.io.images import IMAGE_EXTENSIONS
-from frontalize.pipeline.executor_ray import execute_run_ray
+from frontalize.pipeline import executor_ray
 from frontalize.pipeline.plan import RunPlan
 from frontalize.pipeline.runner import execute_run, plan_run
 from frontalize.ray_support import import_ray
@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("-o", "--output", "--output_dir", dest="output", metavar="DIR",
                     help="output folder (must not overlap the input tree)")
     io.add_argument("--overwrite", action="store_true",
-                    help="reprocess every input and replace existing outputs (default: keep them and resume)")
+                    help="reprocess every selected input and replace existing outputs, also when OUT holds results "
+                         "of another config or other weights (default: resume; such a folder stops the run, exit 2)")
     run = parser.add_argument_group("processing")
     run.add_argument("--frontalize", action="store_true",
                      help="frontalize with LivePortrait (config frontalizer.backend=liveportrait); without it "
@@ -200,7 +201,7 @@ def _body(args: argparse.Namespace) -> int:
                        extra={"source_dir": str(plan.source_root), "device": device, "model_devices": placement,
                               "hashed": dict(plan.hash_inputs)})
     if cfg.executor == "ray":
-        return execute_run_ray(plan).exit_code
+        return executor_ray.execute_run_ray(plan).exit_code
     return execute_run(plan).exit_code
 
 
