@@ -238,8 +238,7 @@ def check_output_folder(path: str | Path, *, create: bool) -> Path:
         except OSError as exc:
             raise ConfigError(f"output folder {folder} cannot be created ({exc.strerror or exc})") from exc
     try:
-        with tempfile.TemporaryFile(dir=absolute, prefix=".frontalize-write-test-"):
-            pass
+        tempfile.TemporaryFile(dir=absolute, prefix=".frontalize-write-test-").close()  # removed on close
     except OSError as exc:
         raise ConfigError(f"output folder {folder} is not writable ({exc.strerror or exc})") from exc
     return folder
