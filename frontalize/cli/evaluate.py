@@ -159,7 +159,7 @@ def _body(args: argparse.Namespace) -> int:
         import_ray()  # a missing optional package is a usage error before any work
     check_output_folder(args.output, create=False)
     weights_root = resolve_weights_root(cfg.weights_dir)
-    verify_evaluation_weights(cfg, weights_root)  # exit 3 before the report folder is made (cached: cheap again)
+    checked = verify_evaluation_weights(cfg, weights_root)  # exit 3 before the report folder is made
     report_dir = check_output_folder(args.output, create=True)
     try:
         open_run_log(report_dir / LOG_NAME)
@@ -171,7 +171,7 @@ def _body(args: argparse.Namespace) -> int:
                 placement["dlib"])
     inputs = EvaluationInputs(Path(args.data), tuple(Path(p) for p in args.frontal_dirs), report_dir)
     results = evaluate(cfg, inputs, weights_root=weights_root, device=device, runner=_batch_runner(cfg),
-                       sections=[GuardSection()])
+                       sections=[GuardSection()], checked_weights=checked)
     write_run_metadata(inputs.out_dir, cfg, results.verified_weights,
                        extra={"data": str(inputs.data_dir), "frontal_dirs": [str(p) for p in inputs.frontal_dirs],
                               "device": device, "model_devices": placement})
