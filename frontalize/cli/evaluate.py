@@ -10,27 +10,34 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from frontalize.cli.common import (
-    EXIT_CODES_HELP,
     add_common_arguments,
     add_executor_arguments,
+    check_output_folder,
+    exit_codes_help,
     load_config_from_args,
     print_config,
-    resolve_device,
     run_cli,
     write_run_metadata,
 )
+from frontalize.cli.runlog import open_run_log
 from frontalize.config.evaluation import EvalConfig
 from frontalize.config.schema import dump_config_yaml, with_value
+from frontalize.devices import model_devices, resolve_device
 from frontalize.errors import ConfigError
+from frontalize.evaluation.embed import BatchRunner, local_runner
+from frontalize.evaluation.embed_ray import RayEmbedRunner
+from frontalize.evaluation.guard_report import GuardSection
+from frontalize.evaluation.runner import EvaluationInputs, evaluate, verify_evaluation_weights
 from frontalize.ray_support import import_ray
-
-if TYPE_CHECKING:
-    from frontalize.evaluation.embed import BatchRunner
+from frontalize.weights import resolve_weights_root
 
 logger = logging.getLogger(__name__)
+
+LOG_NAME = "evaluate.log"
+"""The run's log file in the report folder (every run appends; internal errors leave their traceback there)."""
 
 _EPILOG = f"""\
 examples:
@@ -42,9 +49,11 @@ layouts: generic = DATA/ID/*.jpg (angled) + DATA/gt/ID.jpg; biwi = DATA/[hpdb/]N
 files; lfw = DATA/Name/Name_0001.jpg (GT = most frontal image per identity, optional --pairs pairs.txt).
 Each --frontal-dir mirrors the angled inputs' relative paths (any extension); a folder holding variant
 sub-trees gives one compared tree per variant. Outputs: REPORT/report.md, REPORT/summary.json,
-REPORT/tables/*.csv|json, REPORT/figures/*.png.
+REPORT/tables/*.csv|json, REPORT/figures/*.png, REPORT/evaluate.log (the log of every run).
+devices: the torch models on --device; the ONNX models on CUDA only with onnxruntime-gpu (else the CPU, said once);
+dlib on the CPU.
 
-{EXIT_CODES_HELP}
+{exit_codes_help("evaluate")}
 """
 
 
@@ -132,11 +141,7 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
 def _batch_runner(cfg: EvalConfig) -> BatchRunner:
     """Executor of the detection + embedding pass: this process, or Ray actors (``executor: ray``)."""
     if cfg.executor == "local":
-        from frontalize.evaluation.embed import local_runner  # local: heavy imports after parsing
-
         return local_runner
-    from frontalize.evaluation.embed_ray import RayEmbedRunner  # local: only with the optional extra
-
     return RayEmbedRunner(cfg.ray, allow_unverified=cfg.allow_unverified_weights)
 
 
@@ -149,22 +154,27 @@ def _body(args: argparse.Namespace) -> int:
                                         ("-o/--output", args.output)) if not value]
     if missing:
         raise ConfigError(f"missing required option(s): {', '.join(missing)} (see evaluate.py --help)")
-    from frontalize.evaluation.runner import EvaluationInputs, evaluate  # local: heavy imports after parsing
-    from frontalize.weights import resolve_weights_root
-
     device = resolve_device(cfg.device)
     if cfg.executor == "ray":
         import_ray()  # a missing optional package is a usage error before any work
+    check_output_folder(args.output, create=False)
     weights_root = resolve_weights_root(cfg.weights_dir)
+    checked = verify_evaluation_weights(cfg, weights_root)  # exit 3 before the report folder is made
+    report_dir = check_output_folder(args.output, create=True)
+    try:
+        open_run_log(report_dir / LOG_NAME)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the log file in {report_dir} ({exc})") from exc
     logger.debug("resolved config:\n%s", dump_config_yaml(cfg))
-    inputs = EvaluationInputs(Path(args.data), tuple(Path(p) for p in args.frontal_dirs), Path(args.output))
-    from frontalize.evaluation.guard_report import GuardSection  # local: heavy imports after parsing
-
+    placement = model_devices(device)
+    logger.info("device %s (torch %s, onnx %s, dlib %s)", device, placement["torch"], placement["onnx"],
+                placement["dlib"])
+    inputs = EvaluationInputs(Path(args.data), tuple(Path(p) for p in args.frontal_dirs), report_dir)
     results = evaluate(cfg, inputs, weights_root=weights_root, device=device, runner=_batch_runner(cfg),
-                       sections=[GuardSection()])
+                       sections=[GuardSection()], checked_weights=checked)
     write_run_metadata(inputs.out_dir, cfg, results.verified_weights,
                        extra={"data": str(inputs.data_dir), "frontal_dirs": [str(p) for p in inputs.frontal_dirs],
-                              "device": device})
+                              "device": device, "model_devices": placement})
     for combo in results.combinations:
         for arm in combo.arms:
             s = arm.summary

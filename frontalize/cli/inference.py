@@ -16,23 +16,30 @@ from pathlib import Path
 from typing import Any
 
 from frontalize.cli.common import (
-    EXIT_CODES_HELP,
     add_common_arguments,
     add_executor_arguments,
+    check_output_folder,
+    exit_codes_help,
     load_config_from_args,
     print_config,
-    resolve_device,
     run_cli,
     write_run_metadata,
 )
-from frontalize.config.inference import HASH_EXCLUDE, InferenceConfig
+from frontalize.cli.runlog import open_run_log
+from frontalize.config.inference import InferenceConfig
 from frontalize.config.schema import dump_config_yaml, with_value
+from frontalize.devices import model_devices, resolve_device
 from frontalize.errors import ConfigError
 from frontalize.io.images import IMAGE_EXTENSIONS
-from frontalize.pipeline.runner import RunPlan, execute_run, plan_run
+from frontalize.pipeline import executor_ray
+from frontalize.pipeline.plan import RunPlan
+from frontalize.pipeline.runner import execute_run, plan_run
 from frontalize.ray_support import import_ray
 
 logger = logging.getLogger(__name__)
+
+LOG_NAME = "inference.log"
+"""The run's log file in the output folder (every run appends; internal errors leave their traceback there)."""
 
 _EPILOG = f"""\
 examples:
@@ -42,9 +49,13 @@ examples:
   python inference.py --source_dir DATA -o OUT --frontalize --set guard.enabled=true --guard-dump   (identity guard)
 
 outputs: OUT/[VARIANT/][crop|full/]<input path>.png mirrors the input tree; OUT/manifest.jsonl (+ .csv) has one
-row per input (status, reason, poses, outputs, timings); rerunning skips inputs already done with the same config.
+row per input (status, reason, poses, outputs, timings); OUT/inference.log is the log of every run.
+resume: rerunning skips inputs already done under the same run hash (the config keys that change outputs,
+input.max_pixels included, plus the checksum of every weight file loaded, or "unverified"). When OUT holds
+results of another hash the run stops before any image (exit 2) naming the keys that differ: use --overwrite
+or a new -o folder.
 
-{EXIT_CODES_HELP}
+{exit_codes_help("inference")}
 """
 
 
@@ -72,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("-o", "--output", "--output_dir", dest="output", metavar="DIR",
                     help="output folder (must not overlap the input tree)")
     io.add_argument("--overwrite", action="store_true",
-                    help="reprocess every input and replace existing outputs (default: keep them and resume)")
+                    help="reprocess every selected input and replace existing outputs, also when OUT holds results "
+                         "of another config or other weights (default: resume; such a folder stops the run, exit 2)")
     run = parser.add_argument_group("processing")
     run.add_argument("--frontalize", action="store_true",
                      help="frontalize with LivePortrait (config frontalizer.backend=liveportrait); without it "
@@ -165,6 +177,7 @@ def _body(args: argparse.Namespace) -> int:
         return 0
     if not args.output:
         raise ConfigError("-o/--output DIR is required")
+    check_output_folder(args.output, create=False)
     device = resolve_device(cfg.device)
     if cfg.executor == "ray":
         import_ray()  # a missing optional package is a usage error before any work
@@ -173,16 +186,22 @@ def _body(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_dry_run(plan)
         return 0
+    check_output_folder(plan.out_dir, create=True)
+    try:
+        open_run_log(plan.out_dir / LOG_NAME)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the log file in {plan.out_dir} ({exc})") from exc
     if cfg.frontalizer.backend == "identity":
         logger.info("frontalizer: identity (crop/align only; add --frontalize for LivePortrait)")
-    logger.info("config hash %s, device %s, %d input(s) (%d already done)", plan.config_hash, device,
-                len(plan.items), len(plan.resume.done))
-    write_run_metadata(plan.out_dir, cfg, plan.verified_weights, config_exclude=HASH_EXCLUDE,
-                       extra={"source_dir": str(plan.source_root), "device": device})
+    placement = model_devices(device)
+    logger.info("config hash %s, device %s (torch %s, onnx %s, dlib %s), %d input(s) (%d already done)",
+                plan.config_hash, device, placement["torch"], placement["onnx"], placement["dlib"], len(plan.items),
+                len(plan.resume.done))
+    write_run_metadata(plan.out_dir, cfg, plan.verified_weights, digest=plan.config_hash,
+                       extra={"source_dir": str(plan.source_root), "device": device, "model_devices": placement,
+                              "hashed": dict(plan.hash_inputs)})
     if cfg.executor == "ray":
-        from frontalize.pipeline.executor_ray import execute_run_ray  # local: only with the optional extra
-
-        return execute_run_ray(plan).exit_code
+        return executor_ray.execute_run_ray(plan).exit_code
     return execute_run(plan).exit_code
 
 

@@ -37,7 +37,10 @@ HASH_EXCLUDE: tuple[str, ...] = (
     "device",
     "weights_dir",
     "allow_unverified_weights",
-    "input",
+    "input.pattern",
+    "input.recursive",
+    "input.limit",
+    "input.list_file",
     "run",
     "frontalizer.batch_size",
     "frontalizer.compile",
@@ -46,8 +49,11 @@ HASH_EXCLUDE: tuple[str, ...] = (
     "guard.dump",
     "guard.render_chunk",
 )
-"""Dotted keys that do not change what an input's outputs look like, so they are left out of the config hash
-that resume compares (changing the device, the worker count or the input selection keeps finished rows)."""
+"""Dotted keys that do not change what an input's outputs look like, so they are left out of the run hash that
+resume compares (changing the device, the worker count, the input selection or the executor keeps finished rows).
+Every other key is in it, ``input.max_pixels`` included (it decides whether a huge image is decoded reduced or
+refused). ``weights_dir`` and ``allow_unverified_weights`` are replaced by the checksum of every weight file loaded
+(or ``unverified``), see :mod:`frontalize.pipeline.provenance`."""
 
 
 @dataclass(frozen=True)

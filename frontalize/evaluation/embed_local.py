@@ -25,12 +25,11 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
 
-    from frontalize.evaluation.embed import EmbedBatch, ImageResult, ImageTask, ModelSpec, PreparedBatch
+from frontalize.evaluation.embed_batch import EmbedBatch, ImageResult, ImageTask, ModelSpec, PreparedBatch
+from frontalize.faces.registry import set_onnx_cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +73,6 @@ _CHILD_WORKER: EmbedBatch | None = None
 def _init_child(spec: ModelSpec) -> None:
     """Child-process initializer: build this process's own models from the picklable spec."""
     global _CHILD_WORKER
-    from frontalize.evaluation.embed import EmbedBatch
-    from frontalize.faces.registry import set_onnx_cpu_threads
-
     # the recognizer keeps one core busy in the parent: detect on the others, without spin-waiting
     set_onnx_cpu_threads(max(1, (os.cpu_count() or 2) - 1))
     _CHILD_WORKER = EmbedBatch.from_spec(spec)

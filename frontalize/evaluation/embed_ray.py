@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from frontalize.config.ray_config import RayConfig
-from frontalize.evaluation.embed import EmbedBatch, ImageResult, ImageTask, ModelSpec
+from frontalize.evaluation.embed_batch import EmbedBatch, ImageResult, ImageTask, ModelSpec
 from frontalize.faces.registry import POSE68_KEYS, detector_weight_keys, recognizer_weight_keys
 from frontalize.ray_support import (
     actor_device,

@@ -176,6 +176,7 @@ def evaluate(
     runner: BatchRunner = local_runner,
     sections: Sequence[ReportSection] = (),
     model_factories: dict[str, Any] | None = None,
+    checked_weights: tuple[dict[str, Any], bool] | None = None,
 ) -> EvaluationResults:
     """Run a whole evaluation and write the report into ``inputs.out_dir``.
 
@@ -187,12 +188,14 @@ def evaluate(
         runner: executes the detection/embedding batches (local by default).
         sections: extra report sections (e.g. the identity guard's comparison).
         model_factories: optional ``detector_factory`` / ``recognizer_factory`` / ``pose_factory`` (tests).
+        checked_weights: what :func:`verify_evaluation_weights` returned, when the caller verified already (the
+            CLI does, before it creates the report folder); None verifies here.
 
     Raises:
         WeightsMissingError: before any image is read, listing every missing weight file.
         InputError: the dataset or an output tree cannot be read.
     """
-    verified, use_pose = verify_evaluation_weights(cfg, weights_root)
+    verified, use_pose = checked_weights or verify_evaluation_weights(cfg, weights_root)
     ds = cfg.dataset
     dataset = load_dataset(ds.layout, inputs.data_dir, gt_dir=ds.gt_dir, pairs_file=ds.pairs_file,
                            min_images=ds.lfw_min_images)

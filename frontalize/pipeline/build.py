@@ -1,33 +1,32 @@
 """Build the step callables of a run from its plan: detector chain, frontalizer backend, stages, layout.
 
 Called after every weight file was verified (:func:`frontalize.pipeline.runner.plan_run`); models are loaded
-once here and shared by the worker threads.
+once here and shared by the worker threads. Every builder hands the run's device on; where each model really runs
+(torch on it, ONNX on CUDA only with onnxruntime's CUDA provider, dlib on the CPU) is decided by
+:func:`frontalize.devices.model_device` inside the face registry and the stages.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
 
 from frontalize.config.inference import DetectionConfig
 from frontalize.faces.registry import build_detector, build_landmarker106
 from frontalize.faces.types import Face, FaceDetector
 from frontalize.pipeline.backends.base import BackendContext, get_backend_spec
+from frontalize.pipeline.guard import build_guard_frontalizer
 from frontalize.pipeline.outputs import FinishStep, OutputLayout
+from frontalize.pipeline.plan import RunPlan
 from frontalize.pipeline.pose import MotionPoseEstimator, load_motion_extractor
 from frontalize.pipeline.requirements import DETECTOR_CHAINS, POSE_WEIGHT_KEY
 from frontalize.pipeline.steps import FrontalizeBatch, PrepareStep, Steps
 from frontalize.stages.registry import build_stage
 from frontalize.weights import weight_path
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from frontalize.pipeline.runner import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -58,23 +57,12 @@ class DetectorLocator:
         return list(faces)
 
 
-def onnx_device(device: str) -> str:
-    """Device for the ONNX face models: ``device``, or CPU when onnxruntime has no CUDA provider (warned)."""
-    if device.startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
-        logger.warning("face detection runs on the CPU: onnxruntime has no CUDAExecutionProvider "
-                       "(pip install onnxruntime-gpu to run it on %s)", device)
-        return "cpu"
-    return device
-
-
 def build_locator(detection: DetectionConfig, weights_root: Path, device: str) -> DetectorLocator:
     """The configured detector chain (see :data:`~frontalize.pipeline.requirements.DETECTOR_CHAINS`)."""
     name, landmarks = DETECTOR_CHAINS[detection.detector]
-    model_device = onnx_device(device) if name != "retinaface_r50" else device
     detector = build_detector(name, weights_root=weights_root, det_size=detection.det_size,
-                              threshold=detection.threshold, nms_threshold=detection.nms_threshold,
-                              device=model_device)
-    landmarker = build_landmarker106(weights_root=weights_root, device=onnx_device(device)) if landmarks else None
+                              threshold=detection.threshold, nms_threshold=detection.nms_threshold, device=device)
+    landmarker = build_landmarker106(weights_root=weights_root, device=device) if landmarks else None
     return DetectorLocator(detector, landmarker)
 
 
@@ -90,8 +78,6 @@ def build_frontalize_batch(plan: RunPlan) -> FrontalizeBatch:
     """Frontalizer batch step (loads the backend and, where it uses one, the pose estimator)."""
     cfg = plan.config
     if cfg.guard.enabled:
-        from frontalize.pipeline.guard import build_guard_frontalizer  # local: the guard loads its own models
-
         return FrontalizeBatch(build_guard_frontalizer(plan), cfg.frontalizer.batch_size)
     spec = get_backend_spec(cfg.frontalizer.backend)
     pose_estimator = None

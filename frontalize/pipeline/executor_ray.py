@@ -40,13 +40,20 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from frontalize.errors import FrontalizeError
 from frontalize.faces.registry import LANDMARKER106_KEYS, detector_weight_keys
-from frontalize.io.atomic import remove_stale_temp_files
 from frontalize.io.manifest import ManifestWriter
 from frontalize.pipeline.build import build_finish_step, build_frontalize_batch, build_layout, build_prepare_step
 from frontalize.pipeline.inputs import InputItem
+from frontalize.pipeline.plan import RunPlan
 from frontalize.pipeline.requirements import DETECTOR_CHAINS
 from frontalize.pipeline.resume import SUCCESS_STATUSES, ResumePlan
-from frontalize.pipeline.runner import MANIFEST_NAME, RunPlan, RunSummary, log_summary, skipped_existing_row, summarise
+from frontalize.pipeline.runner import (
+    MANIFEST_NAME,
+    RunSummary,
+    log_summary,
+    open_output_folder,
+    skipped_existing_row,
+    summarise,
+)
 from frontalize.pipeline.shards import merge_shards, shard_dir, write_shard
 from frontalize.ray_support import (
     actor_device,
@@ -254,10 +261,7 @@ def execute_run_ray(plan: RunPlan, *, actor_class: type[FrontalizeActor] = Front
         FrontalizeError: ``run.on_error: abort`` and an input failed.
     """
     cfg = plan.config
-    manifest_path = plan.out_dir / MANIFEST_NAME
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(plan.out_dir)
-    merge_shards(plan.out_dir, manifest_path)
+    manifest_path = open_output_folder(plan)
     started = time.perf_counter()
     layout = build_layout(plan)
     todo: list[InputItem] = []
@@ -277,7 +281,7 @@ def execute_run_ray(plan: RunPlan, *, actor_class: type[FrontalizeActor] = Front
     summary.elapsed_s = time.perf_counter() - started
     skipped = len(plan.resume.todo) - len(todo)
     if skipped:
-        logger.warning("%d input(s) kept their existing outputs (written before with another config or by an "
-                       "interrupted run); use --overwrite to replace them", skipped)
+        logger.warning("%d input(s) kept their existing outputs (written under this run's hash by an interrupted "
+                       "run); use --overwrite to replace them", skipped)
     log_summary(summary)
     return summary

@@ -25,25 +25,26 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 
 from frontalize.config.inference import GuardConfig
 from frontalize.faces.align import detect_with_retry
+from frontalize.faces.registry import build_detector, build_recognizer
 from frontalize.faces.types import FaceDetector, FaceRecognizer
 from frontalize.liveportrait.crop import images_to_tensor, network_input
-from frontalize.liveportrait.frontalizer import PoseTarget, SourceState
+from frontalize.liveportrait.frontalizer import LivePortraitFrontalizer, PoseTarget, SourceState
+from frontalize.liveportrait.loading import load_official
 from frontalize.liveportrait.pasteback import tensor_to_images
 from frontalize.pipeline.backends.base import FaceInput, FrontalizedFace
+from frontalize.pipeline.plan import RunPlan
 from frontalize.pipeline.pose import poses_from_angles
 from frontalize.pipeline.records import Pose
 from frontalize.pipeline.steps import timed
 from frontalize.stages.base import Stage, StageContext
-
-if TYPE_CHECKING:
-    from frontalize.pipeline.runner import RunPlan
+from frontalize.stages.registry import build_stage
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ __all__ = [
     "candidate_grid",
     "choose_candidate",
     "guard_record",
-    "guard_weight_keys",
 ]
 
 ChoiceReason = Literal["within_limits", "none_within_limits", "no_face"]
@@ -357,31 +357,9 @@ class GuardedFrontalizer:
 
 
 # ---- building ----------------------------------------------------------------------------------------------------
-def guard_weight_keys(config: GuardConfig, stage_keys: Mapping[str, tuple[str, ...]] | None = None
-                      ) -> tuple[str, ...]:
-    """Registry keys of the guard's detector and recognizer (plus ``stage_keys`` of its stages).
-
-    Args:
-        config: the guard section.
-        stage_keys: stage name → weight keys (from :func:`frontalize.stages.registry.stage_weight_keys`).
-    """
-    from frontalize.faces.registry import detector_weight_keys, recognizer_weight_keys
-
-    keys = [*detector_weight_keys(config.detector), *recognizer_weight_keys(config.recognizer)]
-    for name in config.stages:
-        keys.extend((stage_keys or {}).get(name, ()))
-    return tuple(dict.fromkeys(keys))
-
-
 def build_guard_frontalizer(plan: RunPlan) -> GuardedFrontalizer:
-    """Load LivePortrait, the guard's detector, recognizer and stages (weights verified by ``plan_run``)."""
-    # local imports: build.py imports this module's caller chain (build → requirements → guard)
-    from frontalize.faces.registry import build_detector, build_recognizer
-    from frontalize.liveportrait.frontalizer import LivePortraitFrontalizer
-    from frontalize.liveportrait.loading import load_official
-    from frontalize.pipeline.build import onnx_device
-    from frontalize.stages.registry import build_stage
-
+    """Load LivePortrait, the guard's detector, recognizer and stages (weights verified by ``plan_run``; each
+    model placed by :func:`frontalize.devices.model_device` for its kind)."""
     cfg = plan.config
     guard = cfg.guard
     front = cfg.frontalizer
@@ -392,10 +370,8 @@ def build_guard_frontalizer(plan: RunPlan) -> GuardedFrontalizer:
     engine = LivePortraitFrontalizer(networks, device=plan.device, precision=cfg.frontalizer.precision)
     detector = build_detector(guard.detector, weights_root=plan.weights_root, det_size=guard.det_size,
                               threshold=guard.threshold, nms_threshold=cfg.detection.nms_threshold,
-                              device=plan.device if guard.detector == "retinaface_r50" else onnx_device(plan.device))
-    # dlib picks its own device (CUDA only when dlib was built with it); ArcFace runs through onnxruntime
-    recognizer_device = "cpu" if guard.recognizer == "dlib_resnet" else onnx_device(plan.device)
-    recognizer = build_recognizer(guard.recognizer, weights_root=plan.weights_root, device=recognizer_device,
+                              device=plan.device)
+    recognizer = build_recognizer(guard.recognizer, weights_root=plan.weights_root, device=plan.device,
                                   batch_size=max(32, cfg.frontalizer.batch_size * guard.candidate_count))
     stages = {name: build_stage(name, cfg.stages, weights_root=plan.weights_root, device=plan.device)
               for name in guard.stages}

@@ -97,8 +97,8 @@ def discover_inputs(source_dir: str | Path | None, cfg: InputConfig) -> tuple[Pa
         ``(source root, items sorted by relative path, at most cfg.limit of them)``.
 
     Raises:
-        ConfigError: no source given, the source folder or list file does not exist, or a listed path lies
-            outside the source folder.
+        ConfigError: no source given, the source folder or list file does not exist, a listed path lies outside
+            the source folder, or nothing matched (an empty selection is a user error, not a successful run).
     """
     list_file = Path(cfg.list_file).expanduser() if cfg.list_file else None
     if source_dir is None and list_file is None:
@@ -113,6 +113,8 @@ def discover_inputs(source_dir: str | Path | None, cfg: InputConfig) -> tuple[Pa
         rels = _read_list_file(list_file, root)
     else:
         rels = _walk(root, cfg.pattern, cfg.recursive)
+    if not rels:
+        raise ConfigError(_nothing_matched(root, cfg, list_file))
     rels.sort()
     stems = _output_stems(rels)
     if cfg.limit is not None:
@@ -120,6 +122,15 @@ def discover_inputs(source_dir: str | Path | None, cfg: InputConfig) -> tuple[Pa
     items = [InputItem(path=root / rel, rel=rel, output_stem=stems[rel]) for rel in rels]
     logger.info("%d input(s) under %s", len(items), root)
     return root, items
+
+
+def _nothing_matched(root: Path, cfg: InputConfig, list_file: Path | None) -> str:
+    if list_file is not None:
+        return f"nothing matched: the list file {list_file} names no input (only blank or # lines)"
+    what = f"the pattern {cfg.pattern!r}" if cfg.pattern is not None else "an image file name (jpg, png, ...)"
+    where = "in it or its sub-folders" if cfg.recursive else "directly in it (add --recursive for sub-folders)"
+    return (f"nothing matched: no file under {root} matches {what} {where}; check --source_pattern / --input "
+            "(hidden files are never inputs)")
 
 
 def check_output_location(source_root: Path, out_dir: Path) -> None:

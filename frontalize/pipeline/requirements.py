@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
-from frontalize.config.inference import InferenceConfig
+from frontalize.config.inference import GuardConfig, InferenceConfig
 from frontalize.errors import ConfigError
-from frontalize.faces.registry import LANDMARKER106_KEYS, detector_weight_keys
+from frontalize.faces.registry import LANDMARKER106_KEYS, detector_weight_keys, recognizer_weight_keys
 from frontalize.pipeline.backends.base import get_backend_spec
-from frontalize.pipeline.guard import guard_weight_keys
 from frontalize.stages.registry import stage_weight_keys
 from frontalize.weights import weight_path
 
@@ -43,6 +43,20 @@ def pose_estimator_wanted(cfg: InferenceConfig, weights_root: Path) -> bool:
             logger.info("poses: not measured (no %s under %s; pose_estimation auto)", POSE_WEIGHT_KEY, weights_root)
         return present
     return mode == "always"
+
+
+def guard_weight_keys(config: GuardConfig, stage_keys: Mapping[str, tuple[str, ...]] | None = None
+                      ) -> tuple[str, ...]:
+    """Registry keys of the identity guard's detector and recognizer (plus ``stage_keys`` of its stages).
+
+    Args:
+        config: the guard section.
+        stage_keys: stage name → weight keys (from :func:`frontalize.stages.registry.stage_weight_keys`).
+    """
+    keys = [*detector_weight_keys(config.detector), *recognizer_weight_keys(config.recognizer)]
+    for name in config.stages:
+        keys.extend((stage_keys or {}).get(name, ()))
+    return tuple(dict.fromkeys(keys))
 
 
 def weight_requirements(cfg: InferenceConfig, weights_root: Path) -> tuple[list[str], bool]:

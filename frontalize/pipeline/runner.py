@@ -1,11 +1,12 @@
-"""The inference run: plan (inputs, weights, resume) then execute with the local executor.
+"""The inference run: plan (inputs, weights, provenance, resume) then execute with the local executor.
 
 :func:`plan_run` lists the inputs, checks the output folder, verifies every weight file the config needs (before
-any image is read) and decides what resume can skip. :func:`execute_run` builds the steps and drives them:
-decode + detect run ahead on worker threads (bounded prefetch), the frontalizer runs network batches on the main
-thread, paste-back + stages + encoding run behind it on worker threads, and each manifest row is appended (with
-fsync) after its files are written. The summary counts the final status of every selected input; the exit code
-is 1 when any of them failed.
+any image is read), computes the run hash, refuses an output folder holding results of another hash
+(:mod:`frontalize.pipeline.provenance`) and decides what resume can skip. :func:`execute_run` builds the steps and
+drives them: decode + detect run ahead on worker threads (bounded prefetch), the frontalizer runs network batches
+on the main thread, paste-back + stages + encoding run behind it on worker threads, and each manifest row is
+appended (with fsync) after its files are written. The summary counts the final status of every selected input;
+the exit code is 1 when any of them failed.
 """
 
 from __future__ import annotations
@@ -22,55 +23,32 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from frontalize.config.inference import HASH_EXCLUDE, InferenceConfig
-from frontalize.config.schema import config_hash
-from frontalize.errors import ConfigError, FrontalizeError
+from frontalize.config.inference import InferenceConfig
+from frontalize.errors import ConfigError, FrontalizeError, OutputConflictError
 from frontalize.io.atomic import remove_stale_temp_files
 from frontalize.io.manifest import ManifestWriter, export_csv, latest_rows, read_manifest
-from frontalize.pipeline.build import build_steps
+from frontalize.pipeline.build import OUTPUT_KINDS, build_steps
 from frontalize.pipeline.inputs import InputItem, check_output_location, discover_inputs
+from frontalize.pipeline.outputs import OutputLayout
+from frontalize.pipeline.plan import RunPlan
+from frontalize.pipeline.provenance import (
+    check_no_foreign_results,
+    hash_inputs,
+    read_hash_record,
+    run_hash,
+    write_hash_record,
+)
 from frontalize.pipeline.requirements import weight_requirements
-from frontalize.pipeline.resume import SUCCESS_STATUSES, ResumePlan, plan_resume
+from frontalize.pipeline.resume import SUCCESS_STATUSES, plan_resume
 from frontalize.pipeline.shards import merge_shards, read_shard_rows
 from frontalize.pipeline.steps import Steps
 from frontalize.pipeline.workers import batch_by_weight, bounded_map
-from frontalize.weights import VerifiedWeight, resolve_weights_root, verify_weights
+from frontalize.weights import resolve_weights_root, verify_weights
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.jsonl"
 CSV_NAME = "manifest.csv"
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Everything decided before the first image is read.
-
-    Attributes:
-        config: the resolved config.
-        source_root: folder the input paths are relative to.
-        out_dir: output folder.
-        items: every selected input.
-        resume: which of them to process now and which are already done.
-        config_hash: hash of the config without run-only keys (:data:`HASH_EXCLUDE`).
-        weights_root: weights root folder.
-        verified_weights: every weight file the run loads, verified.
-        device: concrete torch device.
-        overwrite: replace existing outputs.
-        measure_poses: whether source/output poses are measured.
-    """
-
-    config: InferenceConfig
-    source_root: Path
-    out_dir: Path
-    items: tuple[InputItem, ...]
-    resume: ResumePlan
-    config_hash: str
-    weights_root: Path
-    verified_weights: dict[str, VerifiedWeight]
-    device: str
-    overwrite: bool = False
-    measure_poses: bool = False
 
 
 @dataclass
@@ -102,10 +80,13 @@ def plan_run(
     device: str = "cpu",
     overwrite: bool = False,
 ) -> RunPlan:
-    """List inputs, verify weights and plan resume (no image is read).
+    """List inputs, verify weights, check the output folder's provenance and plan resume (no image is read).
 
     Raises:
-        ConfigError: bad input selection or an output folder overlapping the inputs.
+        ConfigError: bad input selection (also one that matches nothing) or an output folder overlapping the
+            inputs.
+        OutputConflictError: without ``overwrite``, the output folder holds results made under another run hash,
+            or output files with no record of what made them.
         WeightsMissingError: a weight file the config needs is missing or corrupt (every problem listed).
     """
     out_path = Path(out_dir).expanduser()
@@ -119,13 +100,60 @@ def plan_run(
     if cfg.allow_unverified_weights and keys:
         logger.warning("UNVERIFIED WEIGHTS: checksums are not enforced; with test weights (make_test_weights.py) "
                        "every output is MEANINGLESS and only exercises the pipeline")
-    digest = config_hash(cfg, exclude=HASH_EXCLUDE)
+    inputs = hash_inputs(cfg, verified)
+    digest = run_hash(inputs)
     # rows of manifest shards an interrupted Ray run left behind count as written (merged when the run starts)
     latest = latest_rows([*read_manifest(out_path / MANIFEST_NAME), *read_shard_rows(out_path)])
+    if not overwrite:
+        check_no_foreign_results(out_path, digest, inputs, latest)
+        if not latest and not read_hash_record(out_path):
+            _refuse_unrecorded_outputs(cfg, out_path, items)
     resume = plan_resume(items, latest, digest, overwrite=overwrite)
     return RunPlan(config=cfg, source_root=source_root, out_dir=out_path, items=tuple(items), resume=resume,
                    config_hash=digest, weights_root=weights_root, verified_weights=verified, device=device,
-                   overwrite=overwrite, measure_poses=measure_poses)
+                   overwrite=overwrite, measure_poses=measure_poses, hash_inputs=inputs)
+
+
+def _refuse_unrecorded_outputs(cfg: InferenceConfig, out_dir: Path, items: Sequence[InputItem]) -> None:
+    """Stop when output files of the selected inputs exist in a folder with no manifest and no hash record.
+
+    Raises:
+        OutputConflictError: such files exist (nothing tells which config or weights made them).
+    """
+    if not out_dir.is_dir():
+        return
+    layout = OutputLayout(out_dir=out_dir, trees=cfg.variant_plan(), kinds=OUTPUT_KINDS[cfg.output.kind],
+                          fmt=cfg.output.format)
+    found = sum(any(path.is_file() for path in layout.face_paths(item.output_stem)) for item in items)
+    if found:
+        raise OutputConflictError(
+            f"output folder {out_dir} already holds outputs of {found} selected input(s) but no manifest.jsonl or "
+            "config_hashes.json telling which config and weights made them: rerun with --overwrite to reprocess "
+            "every input, or choose a new output folder (-o)")
+
+
+def open_output_folder(plan: RunPlan) -> Path:
+    """Prepare the output folder for execution (either executor), before any image is read.
+
+    Creates it, removes temp files a killed run left, merges Ray shards into the manifest and records this
+    run's hash in ``config_hashes.json`` (with the hashes of the rows of inputs this run does not redo).
+
+    Returns:
+        Path of the JSONL manifest.
+    """
+    manifest_path = plan.out_dir / MANIFEST_NAME
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(plan.out_dir)
+    merge_shards(plan.out_dir, manifest_path)
+    selected = {item.rel for item in plan.items}
+    others = Counter(str(row.get("config_hash")) for rel, row in latest_rows(read_manifest(manifest_path)).items()
+                     if rel not in selected)
+    foreign = sum(count for digest, count in others.items() if digest != plan.config_hash)
+    if foreign:
+        logger.warning("%d input(s) outside this run's selection keep results of another config in %s "
+                       "(--overwrite replaces only the selected inputs)", foreign, plan.out_dir)
+    write_hash_record(plan.out_dir, plan.config_hash, plan.hash_inputs, keep=others)
+    return manifest_path
 
 
 def skipped_existing_row(item: InputItem, config_hash_value: str) -> dict[str, Any]:
@@ -191,13 +219,10 @@ def execute_run(plan: RunPlan, steps: Steps | None = None) -> RunSummary:
         FrontalizeError: ``run.on_error: abort`` and an input failed.
     """
     cfg = plan.config
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(plan.out_dir)
-    merge_shards(plan.out_dir, plan.out_dir / MANIFEST_NAME)
+    manifest_path = open_output_folder(plan)
     steps = steps or build_steps(plan)
     todo: list[InputItem] = []
     started = time.perf_counter()
-    manifest_path = plan.out_dir / MANIFEST_NAME
     with ManifestWriter(manifest_path) as manifest, logging_redirect_tqdm(), tqdm(
         total=len(plan.resume.todo), unit="img", disable=not cfg.run.progress, dynamic_ncols=True,
         desc="frontalize",
@@ -213,8 +238,8 @@ def execute_run(plan: RunPlan, steps: Steps | None = None) -> RunSummary:
     summary.processed = len(plan.resume.todo)
     summary.elapsed_s = time.perf_counter() - started
     if sink.counts["skipped_existing"]:
-        logger.warning("%d input(s) kept their existing outputs (written before with another config or by an "
-                       "interrupted run); use --overwrite to replace them", sink.counts["skipped_existing"])
+        logger.warning("%d input(s) kept their existing outputs (written under this run's hash by an interrupted "
+                       "run); use --overwrite to replace them", sink.counts["skipped_existing"])
     log_summary(summary)
     return summary
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from frontalize.config.stages import BackgroundConfig
+from frontalize.devices import onnx_providers
 from frontalize.errors import ConfigError, StageError, WeightsMissingError
 from frontalize.stages.base import StageContext, check_image
 from frontalize.weights import download_command, get_weight, rembg_home, weight_path
@@ -72,20 +73,15 @@ def _u2net_home(folder: Path) -> Iterator[None]:
 
 
 def _providers(device: str) -> list[Any]:
-    """onnxruntime execution providers for a torch-style device string.
+    """onnxruntime providers in rembg's form (name, or (name, options)) for the run's ``device``.
 
-    A CUDA device uses onnxruntime's CUDA provider when this onnxruntime build has one; otherwise the model
-    runs on the CPU with a warning (the segmentation model is small, and onnxruntime-gpu is a separate
-    package from the torch install that decides the device).
+    The placement is :func:`frontalize.devices.onnx_providers`: CUDA only when onnxruntime offers it, else the
+    CPU (announced once per process).
     """
-    import onnxruntime
-
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            index = int(device.split(":", 1)[1]) if ":" in device else 0
-            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        logger.warning("background: onnxruntime has no CUDA provider; the rembg model runs on the CPU")
-    return ["CPUExecutionProvider"]
+    providers, options = onnx_providers(device)
+    if options is None:
+        return list(providers)
+    return [(name, option) if option else name for name, option in zip(providers, options)]
 
 
 class BackgroundStage:
@@ -94,7 +90,8 @@ class BackgroundStage:
     Args:
         config: background parameters (model, fill colour, alpha output).
         weights_root: weights root folder; the model is ``<root>/rembg/<model>.onnx``.
-        device: torch-style device string (``cpu``, ``cuda``, ``cuda:N``).
+        device: the run's device (``cpu``, ``cuda``, ``cuda:N``); the ONNX model falls back to the CPU when
+            onnxruntime has no CUDA provider.
 
     Raises:
         WeightsMissingError: the model file is missing (nothing is downloaded).

@@ -90,7 +90,8 @@ def test_usage_errors_exit_2(small_tree: Path, run_cli: Callable[..., int],
                              capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("--config", OFFLINE_CONFIG, "--source_dir", small_tree) == 2  # no -o
     assert "--output" in capsys.readouterr().err
-    assert run_cli("--config", OFFLINE_CONFIG, "--source_dir", small_tree, "-o", small_tree / "out") == 2
+    assert run_cli("--config", OFFLINE_CONFIG, "--source_dir", small_tree, "--recursive", "-o",
+                   small_tree / "out") == 2
     assert "overlaps" in capsys.readouterr().err
     assert run_cli("--config", OFFLINE_CONFIG, "--source_dir", small_tree / "missing", "-o", "o") == 2
     assert run_cli("--device", "tpu", "--print-config") == 2

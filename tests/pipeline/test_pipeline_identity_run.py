@@ -79,18 +79,51 @@ def test_resume_skips_done_inputs_and_overwrite_redoes_them(identity_tree: Path,
     assert first.stat().st_mtime_ns != stamp
 
 
-def test_changed_config_keeps_existing_outputs_unless_overwrite(identity_tree: Path, tmp_path: Path, weights: Path,
-                                                                run_cli: Callable[..., int]) -> None:
+def _stamps(out: Path) -> dict[str, int]:
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*.png")}
+
+
+@pytest.mark.parametrize(("key", "value"), [("crop.scale", "2.0"), ("input.max_pixels", "1000000")])
+def test_changed_config_stops_before_any_image_unless_overwrite(identity_tree: Path, tmp_path: Path, weights: Path,
+                                                                 run_cli: Callable[..., int],
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 key: str, value: str) -> None:
     out = tmp_path / "out"
     base = ("--config", OFFLINE_CONFIG, "--source_dir", identity_tree / "astronaut", "-o", out,
             "--weights-dir", weights, "--workers", "0")
     assert run_cli(*base) == 0
-    assert run_cli(*base, "--set", "crop.scale=2.0") == 0  # new hash: redo, but existing files are kept
+    before, manifest = _stamps(out), (out / "manifest.jsonl").read_bytes()
+    capsys.readouterr()
+    for extra in ((), ("--dry-run",)):
+        assert run_cli(*base, "--set", f"{key}={value}", *extra) == 2  # stops before any image, also in a dry run
+        err = capsys.readouterr().err
+        assert f"{key}: " in err and "--overwrite" in err and "new output folder" in err, err
+    assert _stamps(out) == before and (out / "manifest.jsonl").read_bytes() == manifest  # nothing touched
+    assert run_cli(*base, "--set", f"{key}={value}", "--overwrite") == 0  # every input reprocessed
     rows = _rows(out)
-    assert [r["status"] for r in rows] == ["ok", "ok", "skipped_existing", "skipped_existing"]
-    assert "overwrite" in rows[-1]["reason"]
-    assert run_cli(*base, "--set", "crop.scale=2.0") == 0  # skipped_existing rows count as done
-    assert len(_rows(out)) == 4
+    assert [r["status"] for r in rows] == ["ok"] * 4 and rows[2]["config_hash"] != rows[0]["config_hash"]
+    assert all(_stamps(out)[name] != stamp for name, stamp in before.items())
+    assert json.loads((out / "config_hashes.json").read_text()).keys() == {rows[-1]["config_hash"]}
+    assert run_cli(*base, "--set", f"{key}={value}") == 0 and len(_rows(out)) == 4  # same hash: resumes
+    assert run_cli(*base) == 2  # now the folder holds the new config's results
+
+
+def test_outputs_without_any_record_are_refused(identity_tree: Path, tmp_path: Path, weights: Path,
+                                                run_cli: Callable[..., int],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    base = ("--config", OFFLINE_CONFIG, "--source_dir", identity_tree / "astronaut", "-o", out,
+            "--weights-dir", weights, "--workers", "0")
+    assert run_cli(*base) == 0
+    (out / "manifest.jsonl").unlink()  # what a run killed before its first row leaves: files + the hash record
+    assert run_cli(*base) == 0
+    assert [r["status"] for r in _rows(out)] == ["skipped_existing", "skipped_existing"]
+    for name in ("manifest.jsonl", "config_hashes.json"):  # no record at all: nothing says what made the files
+        (out / name).unlink()
+    capsys.readouterr()
+    assert run_cli(*base) == 2
+    assert "no manifest.jsonl or config_hashes.json" in capsys.readouterr().err
+    assert run_cli(*base, "--overwrite") == 0 and {r["status"] for r in _rows(out)} == {"ok"}
 
 
 def test_full_and_crop_outputs_and_all_faces(group_photo, tmp_path: Path, weights: Path,

@@ -109,8 +109,8 @@ def test_missing_weights_exit_3_before_any_image_is_read(two_faces: Path, tmp_pa
 
 def test_test_weights_fail_checksums_without_the_flag(two_faces: Path, test_weights: Path, tmp_path: Path,
                                                       run_cli: Callable[..., int]) -> None:
-    code = run_cli("--config", OFFLINE_CONFIG, "--source_dir", two_faces, "-o", tmp_path / "out", "--frontalize",
-                   "--weights-dir", test_weights, "--dry-run")
+    code = run_cli("--config", OFFLINE_CONFIG, "--source_dir", two_faces, "--recursive", "-o", tmp_path / "out",
+                   "--frontalize", "--weights-dir", test_weights, "--dry-run")
     assert code == 3
 
 
