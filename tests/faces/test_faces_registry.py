@@ -98,6 +98,7 @@ def test_missing_weight_file_names_the_download_command(tmp_path: Path) -> None:
         build_landmarker106(weights_root=tmp_path)
 
 
+@pytest.mark.cpu_only
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_cuda_on_cpu_machine_is_a_device_error(device: str) -> None:
     import onnxruntime
