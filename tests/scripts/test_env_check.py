@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -22,7 +23,8 @@ def test_conflicts_keep_the_preferred_distribution() -> None:
                                                            ("onnxruntime",))
     uninstall, reinstall = conflicts["onnxruntime"].commands("py")
     assert uninstall == ["py", "-m", "pip", "uninstall", "-y", "-q", "onnxruntime"]
-    assert reinstall == ["py", "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", "onnxruntime-gpu==1.31.1"]
+    assert reinstall == ["py", "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
+                         "onnxruntime-gpu==1.31.1"]
     assert env_check.find_conflicts({"opencv-python-headless": "4.8", "onnxruntime": "1.2"}) == []
 
 
