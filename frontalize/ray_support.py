@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import socket
 import warnings
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,11 @@ from frontalize.weights import VerifiedWeight, verify_weights
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = 'pip install ".[ray]" (or: pip install "ray[data]>=2.40")'
+RAY_REQUIREMENT = "ray[data]>=2.60,<2.64"
+"""The ``ray`` extra of pyproject.toml (a test keeps the two equal): Ray Data 2.60 is the first with the APIs used
+here, and 2.64 announces the removal of the remote-argument mechanism :func:`map_batches` relies on."""
+INSTALL_HINT = f'pip install ".[ray]" (or: pip install "{RAY_REQUIREMENT}")'
+USAGE_STATS_ENV = "RAY_USAGE_STATS_ENABLED"
 SHARED_FS_HINT = ("the weights folder must be visible to every Ray worker at the same path (a shared file "
                   "system), like the source and output folders")
 
@@ -56,6 +61,11 @@ def ray_session(cfg: RayConfig, *, progress_bars: bool | None = None) -> Iterato
     ``auto`` or an address joins that cluster (and disconnects at the end). A Ray already initialised in this
     process (e.g. by a test or a notebook) is used as it is and left running.
 
+    A local Ray starts with Ray's usage statistics off (``RAY_USAGE_STATS_ENABLED=0`` for the processes it
+    starts): the toolkit reports nothing anywhere. A joined cluster keeps the setting it was started with. Its
+    processes share the fate of this process: if the driver is killed (even with SIGKILL), the GCS, raylet and
+    workers exit at once and Ray's two agent processes within about a minute (``ray stop`` ends them at once).
+
     Raises:
         ConfigError: Ray is missing, or the cluster cannot be reached.
     """
@@ -66,6 +76,7 @@ def ray_session(cfg: RayConfig, *, progress_bars: bool | None = None) -> Iterato
                                    "namespace": "frontalize"}
         if cfg.address is None:
             options["num_cpus"] = cfg.num_cpus
+            os.environ[USAGE_STATS_ENV] = "0"  # inherited by the GCS, raylet and dashboard that ray.init starts
         else:
             options["address"] = cfg.address
         try:

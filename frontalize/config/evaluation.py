@@ -98,7 +98,7 @@ class EvalDatasetConfig:
     pose: Literal["auto", "1k3d68", "keypoints"] = field(default="auto", metadata={
         "help": "pose of images without annotation (lfw GT choice, pose bins): 1k3d68 = InsightFace's 3-D "
                 "landmark model (weight insightface_1k3d68); keypoints = proxy from the 5 detected keypoints; "
-                "auto = 1k3d68 when its weight file is present and intact, else keypoints"})
+                "auto = 1k3d68 when its weight file is present (a corrupt file is an error), else keypoints"})
 
 
 @dataclass(frozen=True)

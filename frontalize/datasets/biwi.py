@@ -1,4 +1,8 @@
-"""BIWI Kinect Head Pose layout (``hpdb/NN/frame_NNNNN_rgb.png`` + ``frame_NNNNN_pose.txt``).
+"""BIWI Kinect Head Pose layout (``hpdb/NN/frame_NNNNN_rgb.png`` or ``.jpg`` + ``frame_NNNNN_pose.txt``).
+
+* Frames are PNG in the original release and JPEG in the common re-distributed copies: ``frame_NNNNN_rgb`` with
+  ``.png``, ``.jpg`` or ``.jpeg`` in any letter case is accepted. When one frame exists in several formats the
+  PNG is used (lossless; then JPG, then JPEG) and the duplicates are counted in the dataset notes.
 
 * Identity is the *subject*, not the sequence: 24 sequences show 20 people, and sequences 15, 18, 21 and 22
   repeat subjects 03, 05, 02 and 07 (:data:`SEQUENCE_TO_SUBJECT`).
@@ -38,7 +42,8 @@ from frontalize.errors import InputError
 log = logging.getLogger(__name__)
 
 SEQUENCE_TO_SUBJECT: dict[str, str] = {"15": "03", "18": "05", "21": "02", "22": "07"}
-_FRAME_RE = re.compile(r"^frame_(\d+)_rgb\.png$")
+_FRAME_RE = re.compile(r"^frame_(\d+)_rgb\.(png|jpg|jpeg)$", re.IGNORECASE)
+_FORMAT_PREFERENCE = ("png", "jpg", "jpeg")
 _SEQ_RE = re.compile(r"^\d{2}$")
 GT_RULE_FRONTAL = (
     "per subject (sequences 15/18/21/22 merged into subjects 03/05/02/07), the annotated frame with the lowest "
@@ -92,23 +97,41 @@ def find_sequence_root(root: Path) -> Path:
     for candidate in (root, root / "hpdb", *sorted(root.glob("*/hpdb"))):
         if candidate.is_dir() and any(p.is_dir() and _SEQ_RE.match(p.name) for p in candidate.iterdir()):
             return candidate
-    raise InputError(f"{root}: no BIWI sequence folders (expected hpdb/NN/frame_NNNNN_rgb.png)")
+    raise InputError(f"{root}: no BIWI sequence folders (expected hpdb/NN/frame_NNNNN_rgb.png or .jpg)")
 
 
-def _scan(seq_root: Path, data_root: Path) -> tuple[list[Record], int]:
+def frame_images(seq_dir: Path) -> tuple[list[tuple[str, Path]], int]:
+    """The RGB frames of one sequence folder, one per frame number, in frame order.
+
+    Returns:
+        ``([(frame number as written, image path), ...], duplicates)``: PNG is preferred over JPG over JPEG when a
+        frame exists in several formats; ``duplicates`` counts the files not used for that reason.
+    """
+    by_frame: dict[str, list[tuple[int, Path]]] = {}
+    for path in seq_dir.iterdir():
+        match = _FRAME_RE.match(path.name)
+        if match and path.is_file():
+            rank = _FORMAT_PREFERENCE.index(match.group(2).lower())
+            by_frame.setdefault(match.group(1), []).append((rank, path))
+    frames = [(number, min(found)[1]) for number, found in sorted(by_frame.items())]
+    return frames, sum(len(found) - 1 for found in by_frame.values())
+
+
+def _scan(seq_root: Path, data_root: Path) -> tuple[list[Record], int, int]:
     records: list[Record] = []
-    skipped = 0
+    skipped = duplicates = 0
     for seq_dir in sorted(p for p in seq_root.iterdir() if p.is_dir() and _SEQ_RE.match(p.name)):
         subject = subject_of_sequence(seq_dir.name)
-        for image in sorted(seq_dir.glob("frame_*_rgb.png")):
-            match = _FRAME_RE.match(image.name)
-            pose_file = image.with_name(f"frame_{match.group(1)}_pose.txt") if match else None
-            if pose_file is None or not pose_file.is_file():
+        frames, extra = frame_images(seq_dir)
+        duplicates += extra
+        for number, image in frames:
+            pose_file = image.with_name(f"frame_{number}_pose.txt")
+            if not pose_file.is_file():
                 skipped += 1
                 continue
             pose = read_pose_file(pose_file)
             records.append(Record(subject, image_ref(image, data_root), pose=pose, group=seq_dir.name))
-    return records, skipped
+    return records, skipped, duplicates
 
 
 def load_biwi(
@@ -129,10 +152,13 @@ def load_biwi(
         InputError: no sequence folder or no annotated frame was found, or a pose file is malformed.
     """
     data_root = require_dir(Path(root).resolve(), "dataset folder")
-    records, skipped = _scan(find_sequence_root(data_root), data_root)
+    records, skipped, duplicates = _scan(find_sequence_root(data_root), data_root)
     if not records:
-        raise InputError(f"{data_root}: no annotated BIWI frame (frame_NNNNN_rgb.png + frame_NNNNN_pose.txt)")
+        raise InputError(f"{data_root}: no annotated BIWI frame (frame_NNNNN_rgb.png or .jpg + frame_NNNNN_pose.txt)")
     notes = [f"{skipped} frames without a pose file were skipped"] if skipped else []
+    if duplicates:
+        notes.append(f"{duplicates} frame files in a second format (e.g. .jpg beside .png) were ignored; the PNG "
+                     "(else JPG) of each frame is used")
     if gt_dir is not None:
         folder = Path(gt_dir)
         folder = require_dir(folder if folder.is_absolute() else data_root / folder, "GT folder")

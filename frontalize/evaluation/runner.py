@@ -18,7 +18,7 @@ from typing import Any
 from frontalize.config.evaluation import CombinationConfig, EvalConfig
 from frontalize.datasets import Dataset, assign_gt, frontality_score, load_dataset
 from frontalize.datasets.base import HeadPose, Record
-from frontalize.errors import InputError, WeightsMissingError
+from frontalize.errors import InputError
 from frontalize.evaluation import analysis
 from frontalize.evaluation.cache import EmbeddingCache, default_cache_dir
 from frontalize.evaluation.embed import (
@@ -36,7 +36,7 @@ from frontalize.evaluation.report import ReportSection, SectionImages, write_rep
 from frontalize.evaluation.results import ArmResult, CombinationResult, EvaluationResults
 from frontalize.evaluation.trees import FrontalArm, discover_arms, unique_arm_names
 from frontalize.faces.registry import POSE68_KEYS, detector_weight_keys, recognizer_weight_keys
-from frontalize.weights import verify_weights
+from frontalize.weights import verify_weights, weight_path
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ def required_weight_keys(cfg: EvalConfig) -> list[str]:
 def verify_evaluation_weights(cfg: EvalConfig, weights_root: Path) -> tuple[dict[str, Any], bool]:
     """Verify the weights (raises WeightsMissingError listing every problem); decide on 1k3d68 pose.
 
+    With ``dataset.pose: auto`` the 1k3d68 model is used when its file is present, and must then pass
+    verification like every other weight; only an absent file falls back to the 5-keypoint proxy.
+
     Returns:
         (verified weights by key, whether the 1k3d68 pose estimator is used).
     """
@@ -72,11 +75,13 @@ def verify_evaluation_weights(cfg: EvalConfig, weights_root: Path) -> tuple[dict
                                    allow_unverified=cfg.allow_unverified_weights))
     use_pose = cfg.dataset.pose == "1k3d68" and cfg.dataset.layout != "biwi"
     if cfg.dataset.pose == "auto" and cfg.dataset.layout != "biwi":
-        try:
+        # Only an absent file falls back to the keypoint proxy; a present but corrupt one is an error (exit 3).
+        if all(weight_path(key, weights_root).is_file() for key in POSE68_KEYS):
             verified.update(verify_weights(POSE68_KEYS, weights_root, allow_unverified=cfg.allow_unverified_weights))
             use_pose = True
-        except WeightsMissingError:
-            log.info("1k3d68 pose model not available: poses are estimated from the 5 keypoints")
+        else:
+            log.info("1k3d68 pose model not present (%s): poses are estimated from the 5 keypoints",
+                     weight_path(POSE68_KEYS[0], weights_root))
     return verified, use_pose
 
 

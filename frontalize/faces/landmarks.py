@@ -17,8 +17,9 @@ import numpy as np
 import onnxruntime as ort
 from insightface.app.common import Face as InsightFaceRecord
 from insightface.model_zoo.landmark import Landmark
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from frontalize.errors import ConfigError
+from frontalize.errors import ConfigError, WeightsMissingError
 from frontalize.faces.types import (
     Face,
     Pose,
@@ -31,6 +32,10 @@ from frontalize.faces.types import (
 
 logger = logging.getLogger(__name__)
 
+# What onnxruntime raises on a file that is not a loadable ONNX model (truncated, garbage, empty).
+_UNLOADABLE = (ort_state.Fail, ort_state.InvalidProtobuf, ort_state.InvalidArgument, ort_state.InvalidGraph,
+               ort_state.NoSuchFile, ort_state.RuntimeException)
+
 
 def load_landmark_model(
     model_path: Path,
@@ -39,14 +44,26 @@ def load_landmark_model(
     providers: Sequence[str],
     provider_options: Sequence[dict[str, object]] | None,
     sess_options: ort.SessionOptions | None = None,
+    fix: str | None = None,
 ) -> Landmark:
     """Load an insightface landmark ONNX and check its task (``landmark_2d_106`` or ``landmark_3d_68``).
 
+    Args:
+        fix: the command that replaces the file, quoted when it cannot be loaded.
+
     Raises:
+        WeightsMissingError: the file is not a loadable ONNX model (truncated, corrupt, empty).
         ConfigError: when the file routes to another class or task.
     """
-    model = get_insightface_model(model_path, providers=providers, provider_options=provider_options,
-                                  sess_options=sess_options)
+    try:
+        model = get_insightface_model(model_path, providers=providers, provider_options=provider_options,
+                                      sess_options=sess_options)
+    except _UNLOADABLE as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise WeightsMissingError(
+            f"{model_path}: cannot load the {taskname} model, the file is corrupt or not an ONNX model "
+            f"({type(error).__name__}: {reason}); delete it and download it again"
+            + (f": {fix}" if fix else "")) from error
     found = getattr(model, "taskname", type(model).__name__)
     if not isinstance(model, Landmark) or found != taskname:
         raise ConfigError(f"{model_path} is not an InsightFace {taskname} model (found {found})")

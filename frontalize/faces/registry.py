@@ -251,10 +251,12 @@ def build_recognizer(
 
 def _landmark_model(key: str, taskname: str, weights_root: str | os.PathLike[str], device: str) -> Landmark:
     from frontalize.faces.landmarks import load_landmark_model
+    from frontalize.weights import REGISTRY, download_command
 
     providers, provider_options = onnx_providers(device)
     return load_landmark_model(_model_file(key, weights_root), taskname=taskname, providers=providers,
-                               provider_options=provider_options, sess_options=onnx_session_options())
+                               provider_options=provider_options, sess_options=onnx_session_options(),
+                               fix=download_command(weights_root, [REGISTRY[key].group]))
 
 
 def build_landmarker106(*, weights_root: str | os.PathLike[str], device: str = "cpu") -> InsightFaceLandmarker106:

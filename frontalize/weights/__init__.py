@@ -10,6 +10,7 @@ Only :func:`download_weights` (used by ``scripts/download_weights.py``) touches 
 from __future__ import annotations
 
 from frontalize.weights.download import DownloadError, download_weights
+from frontalize.weights.lock import LOCK_FILENAME, WeightsLock
 from frontalize.weights.registry import (
     GROUPS,
     REGISTRY,
@@ -18,6 +19,8 @@ from frontalize.weights.registry import (
     fetch_groups,
     get_weight,
     group_keys,
+    verification_of,
+    verification_table,
 )
 from frontalize.weights.store import (
     VerifiedWeight,
@@ -33,10 +36,12 @@ from frontalize.weights.store import (
 
 __all__ = [
     "GROUPS",
+    "LOCK_FILENAME",
     "REGISTRY",
     "DownloadError",
     "VerifiedWeight",
     "WeightFile",
+    "WeightsLock",
     "check_group",
     "download_command",
     "download_weights",
@@ -48,6 +53,8 @@ __all__ = [
     "insightface_root",
     "rembg_home",
     "resolve_weights_root",
+    "verification_of",
+    "verification_table",
     "verify_weights",
     "weight_path",
 ]

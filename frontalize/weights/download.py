@@ -4,7 +4,10 @@ LivePortrait files (and the two InsightFace files its repo ships) come from the 
 ``KwaiVGI/LivePortrait`` through ``huggingface_hub``; everything else from its public release URL through
 ``urllib``. Every file is written beside its destination first (``<dest>.part`` or a staging folder under the
 root), verified against the registry (size, sha256, md5 where known), then moved into place with
-``os.replace``, so a half-written or corrupt file never sits at a registry path. Interrupted HTTP downloads
+``os.replace``, so a half-written or corrupt file never sits at a registry path. A file without a published
+sha256 is compared with its trust-on-first-use record in ``<root>/weights.lock.json`` when it has one, and its
+size and sha256 are recorded there when it is installed (``force`` replaces an existing record: an explicit
+decision to trust the new download). Interrupted HTTP downloads
 resume with a ``Range`` request. ``$FRONTALIZE_DOWNLOAD_MIRROR`` (or ``mirror=``) replaces the scheme and
 host of the release URLs, keeping their paths (tests point it at a local server).
 """
@@ -27,6 +30,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from frontalize.errors import FrontalizeError, WeightsMissingError
+from frontalize.weights.lock import LOCK_FILENAME, WeightsLock, needs_lock
 from frontalize.weights.registry import WeightFile, check_group, get_weight, group_keys
 from frontalize.weights.store import DigestCache, FileDigests, check_file, file_digests, verify_weights
 
@@ -147,24 +151,34 @@ def _stream(url: str, part: Path, *, progress: bool, timeout: float, targets: li
         )
 
 
-def _verify_staged(spec: WeightFile, staged: Path, origin: str) -> FileDigests:
-    """Check a fully fetched file against the registry; delete it and raise when it does not match.
+def _staged_problem(spec: WeightFile, size: int, digests: FileDigests, root: Path, force: bool) -> str | None:
+    """What is wrong with a fetched file: published size/sha256/md5, then its trust-on-first-use record."""
+    if spec.size is not None and size != spec.size:
+        return f"size {size:,} ≠ {spec.size:,} bytes"
+    if spec.sha256 is not None and digests.sha256 != spec.sha256.lower():
+        return f"sha256 mismatch (got {digests.sha256[:12]}…, expected {spec.sha256[:12]}…)"
+    if spec.md5 is not None and digests.md5 != spec.md5.lower():
+        return f"md5 mismatch (got {digests.md5[:12]}…, expected {spec.md5[:12]}…)"
+    entry = WeightsLock(root).get(spec) if needs_lock(spec) and not force else None
+    if entry is not None and (size, digests.sha256) != (entry.size, entry.sha256):
+        return (f"differs from the copy first recorded in {root / LOCK_FILENAME} (got size {size:,} bytes, sha256 "
+                f"{digests.sha256[:12]}…; recorded {entry.describe()}); if the release really changed, rerun "
+                "with --force to trust the new file")
+    return None
+
+
+def _verify_staged(spec: WeightFile, staged: Path, origin: str, root: Path, force: bool) -> FileDigests:
+    """Check a fully fetched file against the registry and the lock; delete it and raise when it does not match.
 
     Returns:
         The digests of the staged file.
 
     Raises:
-        WeightsMissingError: size, sha256 or md5 differ from the registry.
+        WeightsMissingError: size, sha256 or md5 differ from the registry, or the file differs from its
+            trust-on-first-use record (unless ``force``).
     """
-    size = staged.stat().st_size
     digests = file_digests(staged)
-    problem = None
-    if spec.size is not None and size != spec.size:
-        problem = f"size {size:,} ≠ {spec.size:,} bytes"
-    elif spec.sha256 is not None and digests.sha256 != spec.sha256.lower():
-        problem = f"sha256 mismatch (got {digests.sha256[:12]}…, expected {spec.sha256[:12]}…)"
-    elif spec.md5 is not None and digests.md5 != spec.md5.lower():
-        problem = f"md5 mismatch (got {digests.md5[:12]}…, expected {spec.md5[:12]}…)"
+    problem = _staged_problem(spec, staged.stat().st_size, digests, root, force)
     if problem is not None:
         staged.unlink()
         raise WeightsMissingError(
@@ -174,18 +188,24 @@ def _verify_staged(spec: WeightFile, staged: Path, origin: str) -> FileDigests:
     return digests
 
 
-def _install(staged: Path, dest: Path, digests: FileDigests, root: Path) -> Path:
-    """Move a verified file into place and cache its digests (``os.replace`` keeps the mtime)."""
+def _install(spec: WeightFile, staged: Path, digests: FileDigests, root: Path, force: bool) -> Path:
+    """Move a verified file into place, cache its digests (``os.replace`` keeps the mtime) and lock it."""
+    dest = root / spec.relpath
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, dest)
     cache = DigestCache(root)
     cache.record(dest, digests)
     cache.save()
+    if needs_lock(spec):
+        lock = WeightsLock(root)
+        lock.record(spec, dest.stat().st_size, digests.sha256, how="download", replace=force)
+        lock.save()
     logger.info("installed %s", dest)
     return dest
 
 
-def _fetch_file(spec: WeightFile, root: Path, *, progress: bool, mirror: str | None, timeout: float) -> Path:
+def _fetch_file(spec: WeightFile, root: Path, *, progress: bool, mirror: str | None, timeout: float,
+                force: bool) -> Path:
     """Download a plain-URL file into ``<dest>.part``, verify it, and move it to its registry path."""
     url = resolve_url(spec.source, mirror)
     dest = root / spec.relpath
@@ -193,10 +213,10 @@ def _fetch_file(spec: WeightFile, root: Path, *, progress: bool, mirror: str | N
     part = dest.with_name(dest.name + ".part")
     logger.info("downloading %s from %s", spec.key, url)
     _stream(url, part, progress=progress, timeout=timeout, targets=[dest])
-    return _install(part, dest, _verify_staged(spec, part, url), root)
+    return _install(spec, part, _verify_staged(spec, part, url, root, force), root, force)
 
 
-def _extract_member(archive: zipfile.ZipFile, spec: WeightFile, root: Path, origin: str) -> Path:
+def _extract_member(archive: zipfile.ZipFile, spec: WeightFile, root: Path, origin: str, force: bool) -> Path:
     """Extract ``spec.archive_member`` into ``<dest>.part``, verify it, and move it to its registry path."""
     dest = root / spec.relpath
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -210,11 +230,12 @@ def _extract_member(archive: zipfile.ZipFile, spec: WeightFile, root: Path, orig
     except (zipfile.BadZipFile, OSError) as error:
         part.unlink(missing_ok=True)
         raise WeightsMissingError(f"{spec.key}: cannot extract {member!r} from {origin}: {error}") from error
-    return _install(part, dest, _verify_staged(spec, part, f"{origin}:{member}"), root)
+    return _install(spec, part, _verify_staged(spec, part, f"{origin}:{member}", root, force), root, force)
 
 
 def _fetch_archive(
-    url_key: str, specs: list[WeightFile], root: Path, *, progress: bool, mirror: str | None, timeout: float
+    url_key: str, specs: list[WeightFile], root: Path, *, progress: bool, mirror: str | None, timeout: float,
+    force: bool,
 ) -> list[Path]:
     """Download a zip pack once, extract and verify the members ``specs`` need, then delete the zip."""
     url = resolve_url(url_key, mirror)
@@ -227,7 +248,7 @@ def _fetch_archive(
     os.replace(part, archive_path)
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            return [_extract_member(archive, spec, root, url) for spec in specs]
+            return [_extract_member(archive, spec, root, url, force) for spec in specs]
     except zipfile.BadZipFile as error:
         raise WeightsMissingError(
             f"{url} is not a valid zip archive ({error}); it was deleted: rerun the download"
@@ -244,7 +265,7 @@ class _SilentTqdm(tqdm):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
 
 
-def _fetch_hf(spec: WeightFile, root: Path, *, progress: bool) -> Path:
+def _fetch_hf(spec: WeightFile, root: Path, *, progress: bool, force: bool) -> Path:
     """Download one file from its Hugging Face repo into a staging folder, verify it, move it into place."""
     import huggingface_hub  # imported here: only downloads need it, and tests replace hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HTTPError
@@ -260,8 +281,8 @@ def _fetch_hf(spec: WeightFile, root: Path, *, progress: bool) -> Path:
         )
     except (OSError, HTTPError, EntryNotFoundError) as error:
         raise _unreachable(f"https://huggingface.co/{repo_id}", _first_line(error), [root / spec.relpath]) from error
-    digests = _verify_staged(spec, staged, f"huggingface.co/{repo_id}/{filename}")
-    return _install(staged, root / spec.relpath, digests, root)
+    digests = _verify_staged(spec, staged, f"huggingface.co/{repo_id}/{filename}", root, force)
+    return _install(spec, staged, digests, root, force)
 
 
 def _first_line(error: BaseException) -> str:
@@ -280,11 +301,12 @@ def _remove_staging(root: Path) -> None:
 def _needs_fetch(keys: list[str], root: Path, force: bool) -> list[WeightFile]:
     """Registry entries of ``keys`` that are missing or fail verification (all of them with ``force``)."""
     cache = DigestCache(root)
+    lock = WeightsLock(root)
     todo = []
     try:
         for key in keys:
             spec = get_weight(key)
-            problem = None if force else check_file(spec, root / spec.relpath, cache)[0]
+            problem = None if force else check_file(spec, root / spec.relpath, cache, lock)[0]
             if force or problem is not None:
                 if problem not in (None, "missing"):
                     logger.warning("%s: %s; downloading it again", key, problem)
@@ -293,6 +315,7 @@ def _needs_fetch(keys: list[str], root: Path, force: bool) -> list[WeightFile]:
                 logger.info("%s: already present and verified", key)
     finally:
         cache.save()
+        lock.save()
     return todo
 
 
@@ -310,7 +333,8 @@ def download_weights(
     Args:
         groups: download groups (see ``GROUPS``); a file listed in several groups is fetched once.
         root: weights root folder (created when absent).
-        force: download again even when the files are present and intact.
+        force: download again even when the files are present and intact, and record the new downloads in the
+            trust-on-first-use lock in place of earlier records.
         progress: draw tqdm progress bars.
         mirror: base URL replacing scheme and host of the release URLs (default ``$FRONTALIZE_DOWNLOAD_MIRROR``).
         timeout: socket timeout in seconds for each HTTP request.
@@ -331,13 +355,15 @@ def download_weights(
     fetched: list[Path] = []
     for spec in todo:
         if spec.is_huggingface:
-            fetched.append(_fetch_hf(spec, root_path, progress=progress))
+            fetched.append(_fetch_hf(spec, root_path, progress=progress, force=force))
         elif spec.archive_member is not None:
             archives.setdefault(spec.source, []).append(spec)
         else:
-            fetched.append(_fetch_file(spec, root_path, progress=progress, mirror=mirror, timeout=timeout))
+            fetched.append(_fetch_file(spec, root_path, progress=progress, mirror=mirror, timeout=timeout,
+                                       force=force))
     for url, specs in archives.items():
-        fetched.extend(_fetch_archive(url, specs, root_path, progress=progress, mirror=mirror, timeout=timeout))
+        fetched.extend(_fetch_archive(url, specs, root_path, progress=progress, mirror=mirror, timeout=timeout,
+                                      force=force))
     _remove_staging(root_path)
     verify_weights(keys, root_path)
     return fetched

@@ -4,8 +4,10 @@ Each :class:`WeightFile` names a file relative to the weights root (``--weights-
 ``$FRONTALIZE_WEIGHTS`` > ``./pretrained_weights``), the download group it belongs to, its public source,
 and the reference size/checksums where they are known. Sizes and sha256 of the LivePortrait files (and of
 the two InsightFace files LivePortrait's Hugging Face repo ships) come from the Git LFS pointers of that
-repo; every other file has ``sha256=None`` because no reference checksum has been recorded for it yet
-(checksums are never invented). The rembg entries carry the md5 that rembg 2.0.86 itself checks.
+repo; every other file has ``sha256=None`` because its authors publish no checksum (checksums are never
+invented): those files are trusted on first use (:mod:`frontalize.weights.lock`). The rembg entries carry the md5
+that rembg 2.0.86 itself checks. :func:`verification_table` is the README's table of which file is checked
+against what.
 
 Source strings are either ``hf://<owner>/<repo>/<path in repo>`` (downloaded with huggingface_hub) or an
 ``https://`` URL; ``archive_member`` names the member to extract when the URL is a zip pack.
@@ -209,15 +211,6 @@ _ENTRIES: tuple[WeightFile, ...] = (
         None,
         "MIT (xinntao/facexlib; RetinaFace weights by biubug6, MIT)",
     ),
-    WeightFile(
-        "facexlib_parsenet",
-        "facexlib/parsing_parsenet.pth",
-        "facexlib",
-        "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
-        None,
-        None,
-        "MIT (xinntao/facexlib)",
-    ),
     _rembg("rembg_u2net", "u2net", "60024c5c889badc19c04ad937298a77b", "Apache-2.0 (U-2-Net)"),
     _rembg("rembg_u2netp", "u2netp", "8e83ca70e441ab06c318d82300c84806", "Apache-2.0 (U-2-Net)"),
     _rembg("rembg_u2net_human_seg", "u2net_human_seg", "c09ddc2e0104f800e3e1bb4652583d1f", "Apache-2.0 (U-2-Net)"),
@@ -264,6 +257,26 @@ def group_keys(group: str) -> tuple[str, ...]:
     """
     check_group(group)
     return tuple(key for key, entry in REGISTRY.items() if group == entry.group or group in entry.also_in)
+
+
+VERIFY_PUBLISHED = "published size + sha256"
+VERIFY_MD5_TOFU = "published md5 (rembg); size + sha256 trusted on first use"
+VERIFY_TOFU = "size + sha256 trusted on first use"
+
+
+def verification_of(entry: WeightFile) -> str:
+    """How a file is verified: against published checksums, or against its trust-on-first-use record."""
+    if entry.sha256 is not None:
+        return VERIFY_PUBLISHED
+    return VERIFY_MD5_TOFU if entry.md5 is not None else VERIFY_TOFU
+
+
+def verification_table() -> str:
+    """Markdown table (one row per registry file, registry order) of what each file is verified against."""
+    rows = ["| file | key | group | verified against |", "|---|---|---|---|"]
+    rows += [f"| `{entry.relpath}` | `{entry.key}` | `{entry.group}` | {verification_of(entry)} |"
+             for entry in REGISTRY.values()]
+    return "\n".join(rows) + "\n"
 
 
 def fetch_groups(keys: list[str] | tuple[str, ...]) -> tuple[str, ...]:

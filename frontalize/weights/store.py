@@ -1,8 +1,10 @@
 """Weights store: where weight files live on disk and whether they are intact.
 
 Resolves the weights root, maps registry keys to paths, points third-party wrappers (InsightFace, rembg,
-facexlib) at registry folders, and verifies files by size, sha256 and (where published) md5. Digests are
-cached per (absolute path, mtime_ns, size) in ``<root>/.verified.json`` so a file is hashed once.
+facexlib) at registry folders, and verifies files by size, sha256 and (where published) md5. Files without a
+published sha256 are checked against the size and sha256 recorded the first time they were seen
+(``<root>/weights.lock.json``, :mod:`frontalize.weights.lock`). Digests are cached per (absolute path, mtime_ns,
+size) in ``<root>/.verified.json`` so a file is hashed once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from frontalize.errors import WeightsMissingError
+from frontalize.weights.lock import LOCK_FILENAME, WeightsLock, needs_lock
 from frontalize.weights.registry import GROUPS, WeightFile, fetch_groups, get_weight
 
 logger = logging.getLogger(__name__)
@@ -28,8 +31,9 @@ CACHE_FILENAME = ".verified.json"
 _CACHE_VERSION = 1
 _CHUNK = 1 << 20
 
-# Keys already warned about (no reference checksum); a warning per key per process is enough.
+# Keys already logged as trusted on first use in this process (one line per key is enough).
 _warned_unrecorded: set[str] = set()
+CHANGED_SINCE_FIRST_USE = "changed since it was first recorded"
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def rembg_home(root: str | os.PathLike[str]) -> Path:
 
 
 def facexlib_dir(root: str | os.PathLike[str]) -> Path:
-    """Folder to pass as facexlib ``model_rootpath`` (holds detection_Resnet50_Final.pth, parsing_parsenet.pth)."""
+    """Folder to pass as facexlib ``model_rootpath`` (holds detection_Resnet50_Final.pth)."""
     return Path(root) / "facexlib"
 
 
@@ -193,8 +197,17 @@ def download_command(root: str | os.PathLike[str], groups: Iterable[str]) -> str
     return f"python scripts/download_weights.py --weights-dir {shlex.quote(str(root))} --only {' '.join(ordered)}"
 
 
-def check_file(spec: WeightFile, path: Path, cache: DigestCache) -> tuple[str | None, str | None]:
-    """Compare one file on disk with its registry entry.
+def check_file(
+    spec: WeightFile, path: Path, cache: DigestCache, lock: WeightsLock | None = None
+) -> tuple[str | None, str | None]:
+    """Compare one file on disk with its registry entry, and with its trust-on-first-use record.
+
+    Args:
+        spec: registry entry.
+        path: the file.
+        cache: digest cache of the root.
+        lock: the root's lock; a file without a published sha256 is compared with its record there, or recorded
+            (in memory: the caller saves the lock) when it has none. None: no trust-on-first-use check.
 
     Returns:
         ``(problem, sha256)``: a short description of what is wrong (None when the file is fine) and the
@@ -210,9 +223,19 @@ def check_file(spec: WeightFile, path: Path, cache: DigestCache) -> tuple[str | 
         return f"sha256 mismatch (got {digests.sha256[:12]}…, expected {spec.sha256[:12]}…)", digests.sha256
     if spec.md5 is not None and digests.md5 != spec.md5.lower():
         return f"md5 mismatch (got {digests.md5[:12]}…, expected {spec.md5[:12]}…)", digests.sha256
-    if spec.sha256 is None and spec.key not in _warned_unrecorded:
-        _warned_unrecorded.add(spec.key)
-        logger.warning("%s: no reference sha256 recorded; found %s (sha256 %s)", spec.key, spec.relpath, digests.sha256)
+    if lock is None or not needs_lock(spec):
+        return None, digests.sha256
+    entry = lock.get(spec)
+    if entry is None:
+        lock.record(spec, size, digests.sha256, how="first verification")
+        if spec.key not in _warned_unrecorded:
+            _warned_unrecorded.add(spec.key)
+            logger.info("%s: no published checksum; trusting %s on first use (size %s, sha256 %s), recorded in %s",
+                        spec.key, spec.relpath, f"{size:,}", digests.sha256, lock.path)
+        return None, digests.sha256
+    if (size, digests.sha256) != (entry.size, entry.sha256):
+        return (f"{CHANGED_SINCE_FIRST_USE} in {LOCK_FILENAME} (now size {size:,} bytes, sha256 "
+                f"{digests.sha256[:12]}…; recorded {entry.describe()})"), digests.sha256
     return None, digests.sha256
 
 
@@ -242,6 +265,13 @@ def _problem_message(root: Path, problems: list[tuple[str, str]]) -> str:
         f"fix: {download_command(root, fetch_groups([key for key, _ in problems]))}"
         " (or copy the files by hand to the paths above)"
     )
+    if any(CHANGED_SINCE_FIRST_USE in what for _, what in problems):
+        lines.append(
+            f"files that {CHANGED_SINCE_FIRST_USE} have no published checksum and were trusted on first use "
+            f"({root / LOCK_FILENAME}): the command above downloads them again and keeps the first record; if "
+            "you replaced a file on purpose, add --force to record the new download, or delete its entry from "
+            "the lock file to trust the file you copied"
+        )
     return "\n".join(lines)
 
 
@@ -250,11 +280,15 @@ def verify_weights(
 ) -> dict[str, VerifiedWeight]:
     """Check that every file in ``keys`` is present and intact under ``root``.
 
+    Intact means the published size / sha256 / md5 where the registry has them, and for a file without a
+    published sha256 the size and sha256 recorded in ``<root>/weights.lock.json`` the first time it was seen
+    (recorded now when it has no record yet).
+
     Args:
         keys: registry keys to check (duplicates are checked once).
         root: weights root folder.
-        allow_unverified: only require the files to exist; sizes and checksums are not enforced and
-            ``VerifiedWeight.sha256`` is None (for test weights; logs a loud warning).
+        allow_unverified: only require the files to exist; sizes and checksums are not enforced, nothing is
+            recorded in the lock, and ``VerifiedWeight.sha256`` is None (for test weights; logs a loud warning).
 
     Returns:
         ``{key: VerifiedWeight}`` for every requested key.
@@ -270,18 +304,20 @@ def verify_weights(
     if allow_unverified:
         return _present_unverified(wanted, root_path)
     cache = DigestCache(root_path)
+    lock = WeightsLock(root_path)
     found: dict[str, VerifiedWeight] = {}
     problems: list[tuple[str, str]] = []
     try:
         for key in wanted:
             path = weight_path(key, root_path)
-            problem, sha256 = check_file(get_weight(key), path, cache)
+            problem, sha256 = check_file(get_weight(key), path, cache, lock)
             if problem is not None:
                 problems.append((key, problem))
             else:
                 found[key] = VerifiedWeight(key, path.resolve(), path.stat().st_size, sha256)
     finally:
         cache.save()
+        lock.save()
     if problems:
         raise WeightsMissingError(_problem_message(root_path, problems))
     return found

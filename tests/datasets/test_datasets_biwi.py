@@ -15,10 +15,13 @@ from frontalize.datasets.biwi import read_pose_file, rotation_to_euler, subject_
 from frontalize.errors import InputError
 
 
-def _frame(root: Path, seq: str, index: int, pose: tuple[float, float, float] | None) -> Path:
-    path = root / "hpdb" / seq / f"frame_{index:05d}_rgb.png"
+def _frame(root: Path, seq: str, index: int, pose: tuple[float, float, float] | None, ext: str = "png",
+           level: str = "hpdb") -> Path:
+    path = root / level / seq / f"frame_{index:05d}_rgb.{ext}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.full((8, 8, 3), index * 10, dtype=np.uint8))
+    ok, data = cv2.imencode(f".{ext.lower()}", np.full((8, 8, 3), index * 10, dtype=np.uint8))
+    assert ok
+    path.write_bytes(data.tobytes())
     if pose is not None:
         write_pose_file(path.with_name(f"frame_{index:05d}_pose.txt"), *pose)
     return path
@@ -102,3 +105,28 @@ def test_biwi_errors(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     with pytest.raises(InputError, match="no BIWI sequence"):
         load_dataset("biwi", tmp_path)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "JPG", "jpeg", "png", "PNG"])
+def test_biwi_frames_as_the_common_copies_store_them(tmp_path: Path, ext: str) -> None:
+    # NN/frame_NNNNN_rgb.<ext> directly under the data folder (no hpdb level), as the re-distributed copies have it
+    _frame(tmp_path, "05", 1, (0.0, 40.0, 0.0), ext, level="")
+    _frame(tmp_path, "05", 2, (0.0, 2.0, 0.0), ext, level="")
+    _frame(tmp_path, "05", 3, None, ext, level="")
+    (tmp_path / "05" / "frame_00004_depth.bin").write_bytes(b"depth")  # other BIWI files are ignored
+    (tmp_path / "05" / "frame_00004_rgb.gif").write_bytes(b"GIF89a")
+    dataset = load_dataset("biwi", tmp_path)
+    assert [r.image.rel for r in dataset.records] == [f"05/frame_00001_rgb.{ext}"]
+    assert dataset.gt["05"].image.rel == f"05/frame_00002_rgb.{ext}"
+    assert dataset.records[0].pose is not None and dataset.records[0].pose.yaw == pytest.approx(40.0, abs=1e-4)
+    assert any("1 frames without a pose file" in n for n in dataset.notes)
+
+
+def test_biwi_frame_in_two_formats_is_read_once_png_first(tmp_path: Path) -> None:
+    _frame(tmp_path, "01", 1, (0.0, 30.0, 0.0), "jpg")
+    _frame(tmp_path, "01", 1, (0.0, 30.0, 0.0), "png")
+    _frame(tmp_path, "01", 2, (0.0, 0.0, 0.0), "jpg")
+    dataset = load_dataset("biwi", tmp_path)
+    assert [r.image.rel for r in dataset.records] == ["hpdb/01/frame_00001_rgb.png"]
+    assert dataset.gt["01"].image.rel == "hpdb/01/frame_00002_rgb.jpg"
+    assert any("1 frame files in a second format" in n for n in dataset.notes)

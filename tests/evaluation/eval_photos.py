@@ -160,21 +160,26 @@ BIWI_SEQUENCES = {"01": "p0", "02": "p1", "03": "p2", "15": "p2", "07": "astro"}
 BIWI_POSES = ((2.0, 3.0, 1.0), (-10.0, 25.0, 0.0), (5.0, -40.0, 2.0))
 
 
-def write_biwi(root: Path, crops: dict[str, np.ndarray]) -> tuple[Path, Path]:
-    """A BIWI-shaped tree ROOT/hpdb/NN/frame_NNNNN_rgb.png + pose files and an output tree mirroring hpdb/.
+def write_biwi(root: Path, crops: dict[str, np.ndarray], *, ext: str = "png",
+               hpdb: bool = True) -> tuple[Path, Path]:
+    """A BIWI-shaped tree ROOT/hpdb/NN/frame_NNNNN_rgb.<ext> + pose files and an output tree mirroring hpdb/.
+
+    ``ext="jpg", hpdb=False`` gives the common re-distributed copies: ``NN/frame_NNNNN_rgb.jpg`` directly under the
+    data folder. The output tree is always PNG (as inference writes it).
 
     Sequence 15 shows the same person as 03 (subject 03). Frame 00001 of each sequence is near frontal except in
     sequence 15 (so subject 03's GT is frame 00001 of sequence 03). The output tree is made from ``hpdb/`` (no
     ``hpdb`` level), as if inference ran on that folder.
     """
     data_dir, out_dir = root / "biwi", root / "biwi_out"
+    frames_dir = data_dir / "hpdb" if hpdb else data_dir
     for seq, person in BIWI_SEQUENCES.items():
         crop = crops[person]
         poses = BIWI_POSES if seq != "15" else tuple((p, y + 12.0, r) for p, y, r in BIWI_POSES)
         copies = (crop, _reencoded(_scaled(crop, 0.8), 75), np.ascontiguousarray(crop[:, ::-1]))
         for index, (pose, image) in enumerate(zip(poses, copies), start=1):
-            frame = data_dir / "hpdb" / seq / f"frame_{index:05d}_rgb.png"
+            frame = frames_dir / seq / f"frame_{index:05d}_rgb.{ext}"
             _write(frame, image)
             write_pose_file(frame.with_name(f"frame_{index:05d}_pose.txt"), *pose)
-            _write(out_dir / seq / frame.name, frontal_stand_in(image))
+            _write(out_dir / seq / f"frame_{index:05d}_rgb.png", frontal_stand_in(image))
     return data_dir, out_dir

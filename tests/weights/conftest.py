@@ -1,50 +1,30 @@
 """Fixtures of the weights tests: a network guard and a small stand-in registry.
 
-Every test in this folder runs with sockets limited to loopback, so nothing can reach the internet even by
-mistake. ``fake_registry`` swaps the real registry (whose files are hundreds of MB) for a few tiny entries
-with known content; ``kit`` hands the tests the helpers below (test modules cannot import a conftest that
-shares its name with the root one).
+Every test of the suite runs with sockets limited to loopback (tests/conftest.py); here the fixture also checks
+that guard and clears the proxy, mirror and weights-root variables. ``fake_registry`` swaps the real registry
+(whose files are hundreds of MB) for a few tiny entries with known content; ``kit`` hands the tests the helpers
+below (test modules cannot import a conftest that shares its name with the root one).
 """
 
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 
 from frontalize.weights import registry, store
 from frontalize.weights.registry import WeightFile
 
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
-
-def _host_of(address: object) -> str:
-    return str(address[0]) if isinstance(address, tuple) and address else str(address)
-
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail loudly (RuntimeError, not an OSError the code under test might swallow) on non-loopback access."""
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def guarded_connect(sock: socket.socket, address: object) -> None:
-        if _host_of(address) not in _LOOPBACK:
-            raise RuntimeError(f"test tried to reach the network: {address!r}")
-        real_connect(sock, address)  # type: ignore[arg-type]
-
-    def guarded_getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
-        if str(host) not in _LOOPBACK:
-            raise RuntimeError(f"test tried to resolve {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+def no_network(monkeypatch: pytest.MonkeyPatch, network_guard: Any) -> None:
+    """The session-wide network guard (tests/conftest.py) plus a clean environment: no proxy, mirror or root."""
+    assert network_guard.active, "the session-wide network guard of tests/conftest.py is off"
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("FRONTALIZE_DOWNLOAD_MIRROR", raising=False)

@@ -349,7 +349,7 @@ def test_real_liveportrait_group_fetches_every_file_from_the_official_repo(
 ) -> None:
     seen: list[tuple[str, str]] = []
 
-    def record(spec: WeightFile, root: Path, *, progress: bool) -> Path:
+    def record(spec: WeightFile, root: Path, *, progress: bool, force: bool) -> Path:
         seen.append(spec.hf_repo_and_filename)
         return root / spec.relpath
 

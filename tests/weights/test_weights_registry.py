@@ -73,7 +73,6 @@ EXPECTED_PATHS = {
     "gfpgan_v1.3": "gfpgan/GFPGANv1.3.pth",
     "gfpgan_v1.4": "gfpgan/GFPGANv1.4.pth",
     "facexlib_retinaface_r50": "facexlib/detection_Resnet50_Final.pth",
-    "facexlib_parsenet": "facexlib/parsing_parsenet.pth",
     "rembg_u2net": "rembg/u2net.onnx",
     "rembg_u2netp": "rembg/u2netp.onnx",
     "rembg_u2net_human_seg": "rembg/u2net_human_seg.onnx",
@@ -162,7 +161,6 @@ def test_release_tags() -> None:
     assert "/v1.3.0/GFPGANv1.3.pth" in get_weight("gfpgan_v1.3").source
     assert "/v1.3.4/GFPGANv1.4.pth" in get_weight("gfpgan_v1.4").source
     assert "/v0.1.0/detection_Resnet50_Final.pth" in get_weight("facexlib_retinaface_r50").source
-    assert "/v0.2.2/parsing_parsenet.pth" in get_weight("facexlib_parsenet").source
     assert get_weight("rembg_silueta").source.startswith(
         "https://github.com/danielgatis/rembg/releases/download/v0.0.0/"
     )
@@ -210,4 +208,4 @@ def test_paths_for_third_party_wrappers(tmp_path: Path) -> None:
     assert weight_path("gfpgan_v1.4", tmp_path) == tmp_path / "gfpgan" / "GFPGANv1.4.pth"
     assert weight_path("insightface_w600k_r50", tmp_path).parent.parent.parent == insightface_root(tmp_path)
     assert weight_path("rembg_u2netp", tmp_path).parent == rembg_home(tmp_path)
-    assert weight_path("facexlib_parsenet", tmp_path).parent == facexlib_dir(tmp_path)
+    assert weight_path("facexlib_retinaface_r50", tmp_path).parent == facexlib_dir(tmp_path)

@@ -165,16 +165,16 @@ def test_allow_unverified_only_requires_presence(
         verify_weights(["t_alpha", "t_beta"], tmp_path, allow_unverified=True)
 
 
-def test_missing_reference_checksum_warns_once(
+def test_file_without_published_checksum_is_trusted_on_first_use_and_logged_once(
     tmp_path: Path, entries: dict[str, WeightFile], kit: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     kit.write_weight(tmp_path, entries["t_delta"])
-    with caplog.at_level(logging.WARNING, logger="frontalize.weights.store"):
+    with caplog.at_level(logging.INFO, logger="frontalize.weights.store"):
         first = verify_weights(["t_delta"], tmp_path)
         verify_weights(["t_delta", "t_delta"], tmp_path)
     assert first["t_delta"].sha256 == kit.sha256_of(kit.content["t_delta"])
-    warnings = [r for r in caplog.records if "no reference sha256" in r.getMessage()]
-    assert len(warnings) == 1 and first["t_delta"].sha256 in warnings[0].getMessage()
+    lines = [r for r in caplog.records if "trusting fx/delta.pth on first use" in r.getMessage()]
+    assert len(lines) == 1 and first["t_delta"].sha256 in lines[0].getMessage()
 
 
 def test_unknown_key_is_a_config_error(tmp_path: Path, entries: dict[str, WeightFile]) -> None:
