@@ -3,6 +3,7 @@
 Public API::
 
     from frontalize.weights import get_weight, weight_path, verify_weights, resolve_weights_root, REGISTRY
+    from frontalize.weights import PACKAGED, packaged_path, verify_packaged   # files shipped inside packages
 
 Only :func:`download_weights` (used by ``scripts/download_weights.py``) touches the network.
 """
@@ -12,10 +13,14 @@ from __future__ import annotations
 from frontalize.weights.download import DownloadError, download_weights
 from frontalize.weights.registry import (
     GROUPS,
+    OFFLINE_INSTALL,
+    PACKAGED,
     REGISTRY,
+    PackagedFile,
     WeightFile,
     check_group,
     fetch_groups,
+    get_packaged,
     get_weight,
     group_keys,
 )
@@ -25,16 +30,21 @@ from frontalize.weights.store import (
     facexlib_dir,
     file_status,
     insightface_root,
+    packaged_path,
     rembg_home,
     resolve_weights_root,
+    verify_packaged,
     verify_weights,
     weight_path,
 )
 
 __all__ = [
     "GROUPS",
+    "OFFLINE_INSTALL",
+    "PACKAGED",
     "REGISTRY",
     "DownloadError",
+    "PackagedFile",
     "VerifiedWeight",
     "WeightFile",
     "check_group",
@@ -43,11 +53,14 @@ __all__ = [
     "facexlib_dir",
     "fetch_groups",
     "file_status",
+    "get_packaged",
     "get_weight",
     "group_keys",
     "insightface_root",
+    "packaged_path",
     "rembg_home",
     "resolve_weights_root",
+    "verify_packaged",
     "verify_weights",
     "weight_path",
 ]
