@@ -1,0 +1,123 @@
+"""Dense backward warp of the source crop into a target view of the reference surface.
+
+Every output pixel is traced to the surface point it shows in the target view (:func:`cast_rays`), and that point to
+the source-crop pixel that shows it (the fitted source view): a ``cv2.remap`` of the source crop. The maps are smooth,
+so they are computed on a grid :attr:`RenderSettings.map_step` times coarser than the crop and upsampled.
+
+The output is the composite of three remaps of the crop, blended with soft weights:
+
+* the face's own texture, where the surface is visible in the source;
+* the mirrored texture (the symmetric surface point, :mod:`frontalize.geometric.visibility`), where it is not;
+* around the face, the background warp of :mod:`frontalize.geometric.background`, which moves hair, ears and
+  background with the face outline and returns to the identity further out (the crop border is unchanged).
+
+The face/background weight is the face domain seen in the target view, anti-aliased by the bilinear upsampling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from frontalize.geometric.background import background_displacement, outline_radii, splat_mask
+from frontalize.geometric.camera import ViewCamera, cast_rays
+from frontalize.geometric.surface import FaceSurface
+from frontalize.geometric.visibility import SourceSampling, mirror_weights
+
+__all__ = ["RenderSettings", "render_view"]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Render constants (defaults are the engine's; changing them changes the outputs).
+
+    Attributes:
+        map_step: the warp maps are computed every ``map_step`` output pixels and upsampled.
+        min_band: narrowest fade band of the background warp, inter-ocular distances.
+        border_fade: fraction of the crop side over which the background warp fades to zero at the crop border.
+    """
+
+    map_step: int = 4
+    min_band: float = 0.5
+    border_fade: float = 0.06
+
+
+def _pixel_grid(height: int, width: int, step: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Full-resolution positions of the centres of a coarse grid that ``cv2.resize`` maps back exactly."""
+    low_h, low_w = math.ceil(height / step), math.ceil(width / step)
+    ys = (np.arange(low_h) + 0.5) * (height / low_h) - 0.5
+    xs = (np.arange(low_w) + 0.5) * (width / low_w) - 0.5
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    return np.stack([grid_x, grid_y], axis=-1).astype(np.float32), (low_h, low_w)
+
+
+def _remap_grid(field: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    return cv2.remap(field, coords[..., 0], coords[..., 1], interpolation=cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def _upsample(field: np.ndarray, height: int, width: int) -> np.ndarray:
+    return cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _remap(image: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    map_x = np.clip(positions[..., 0], 0, width - 1)
+    map_y = np.clip(positions[..., 1], 0, height - 1)
+    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _background(pixels: np.ndarray, inside: np.ndarray, surface: FaceSurface, sampling: SourceSampling,
+                target: ViewCamera, settings: RenderSettings) -> np.ndarray:
+    """Background warp on the coarse grid: (h, w, 2) full-resolution source positions."""
+    low_h, low_w = inside.shape
+    step = pixels[0, 1, 0] - pixels[0, 0, 0]
+    origin = pixels[0, 0]
+    centre = (target.centre - origin) / step  # pivot in coarse-grid pixels
+    max_radius = float(math.hypot(low_h, low_w))
+    source_cells = (sampling.positions[surface.domain > 0] - origin) / step
+    r_src = outline_radii(splat_mask(source_cells, (low_h, low_w)), centre, max_radius) * step
+    r_out = outline_radii((inside > 0.5).astype(np.float32), centre, max_radius) * step
+    shift = background_displacement(pixels, target.centre, r_out, r_src, settings.min_band * target.scale,
+                                    settings.border_fade * max(low_h, low_w))
+    return pixels + shift
+
+
+def render_view(crop: np.ndarray, surface: FaceSurface, sampling: SourceSampling, target: ViewCamera, *,
+                symmetry: bool = True, settings: RenderSettings | None = None) -> np.ndarray:
+    """Render ``crop`` seen in the ``target`` view (same size as the crop).
+
+    Args:
+        crop: H×W×3 uint8 RGB source crop.
+        surface: the reference surface.
+        sampling: the source view's per-node positions, visibility and mirror gain (:func:`sample_source`).
+        target: the target view.
+        symmetry: fill self-occluded regions from the symmetric side.
+        settings: render constants.
+
+    Returns:
+        H×W×3 uint8 RGB.
+    """
+    settings = settings or RenderSettings()
+    height, width = crop.shape[:2]
+    pixels, _ = _pixel_grid(height, width, settings.map_step)
+    coords, hit = cast_rays(target, surface, pixels)
+    inside = np.clip(_remap_grid(surface.domain, coords) * hit, 0.0, 1.0)
+    background = _remap(crop, _upsample(_background(pixels, inside, surface, sampling, target, settings),
+                                        height, width)).astype(np.float32)
+    if not inside.any():
+        return np.clip(background + 0.5, 0, 255).astype(np.uint8)
+    face = _remap(crop, _upsample(_remap_grid(sampling.positions, coords), height, width)).astype(np.float32)
+    if symmetry:
+        own_weight, mirror_weight = (_remap_grid(f, coords) for f in mirror_weights(surface, sampling.visibility))
+        share = mirror_weight / (own_weight + mirror_weight)
+        if float((share * inside).max()) >= 0.02:
+            mirrored_positions = _remap_grid(surface.mirrored(sampling.positions), coords)
+            mirrored = _remap(crop, _upsample(mirrored_positions, height, width)).astype(np.float32)
+            gain = _upsample(_remap_grid(sampling.gain, coords), height, width)
+            face += _upsample(share.astype(np.float32), height, width)[..., None] * (mirrored * gain - face)
+    alpha = _upsample(inside.astype(np.float32), height, width)[..., None]
+    return np.clip(background + alpha * (face - background) + 0.5, 0, 255).astype(np.uint8)
