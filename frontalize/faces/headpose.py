@@ -12,7 +12,7 @@ DOWN, roll > 0 = clockwise on screen. Angles are degrees.
 
 BIWI: ``frontalize.datasets.biwi.rotation_to_euler`` (FSA-Net) yields yaw and roll with these signs but pitch > 0 =
 looking UP, and another Euler order (``R_file = Rx(−pitch)·Ry(yaw)·Rz(roll)``). :func:`pose_from_biwi_matrix` gives
-the same annotation in this module's convention; compare estimates with that, not with the FSA-Net pitch.
+the same annotation in this module's convention; compare estimates with that, not with the FSA-Net angles.
 
 Robustness: the jaw contour (points 0–16) of 300-W-style landmarkers follows the visible silhouette, not fixed 3D
 points, once the head turns: on the mean shape the far-side contour starts folding over at 17.5° of yaw (reference
@@ -88,8 +88,9 @@ def pose_from_biwi_matrix(matrix: np.ndarray) -> tuple[float, float, float]:
 
     The file matrix is the head-to-camera rotation in a frame with x right, y down, z away from the camera (the
     reading under which FSA-Net's formulas give the 300W-LP signs: yaw > 0 towards image left, pitch > 0 up, roll
-    clockwise), which is this module's frame; so its ZYX decomposition is the answer. To first order this is
-    ``(−pitch, yaw, roll)`` of ``biwi.rotation_to_euler``.
+    clockwise), which is this module's frame; so its ZYX decomposition is the answer. For a rotation about one axis
+    this is ``(−pitch, yaw, roll)`` of ``biwi.rotation_to_euler``; for combined rotations the two Euler orders differ
+    by several degrees (e.g. FSA (10, −25, 6) is (−13.6, −23.3, 11.0) here), so convert the matrix, not the angles.
     """
     return euler_from_rotation(np.asarray(matrix, dtype=np.float64))
 

@@ -18,9 +18,9 @@ symmetric fill), :mod:`~frontalize.geometric.background` (the warp around the fa
 from __future__ import annotations
 
 from frontalize.geometric.frontalizer import DEFAULT_LIMITS, FaceFit, GeometricFrontalizer, transform_face
-from frontalize.geometric.render import RenderSettings
+from frontalize.geometric.render import RenderLayers, RenderSettings
 from frontalize.geometric.surface import FaceSurface, face_surface
 from frontalize.geometric.target import MeshTarget, target_angles
 
-__all__ = ["DEFAULT_LIMITS", "FaceFit", "FaceSurface", "GeometricFrontalizer", "MeshTarget", "RenderSettings",
-           "face_surface", "target_angles", "transform_face"]
+__all__ = ["DEFAULT_LIMITS", "FaceFit", "FaceSurface", "GeometricFrontalizer", "MeshTarget", "RenderLayers",
+           "RenderSettings", "face_surface", "target_angles", "transform_face"]

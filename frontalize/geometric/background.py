@@ -85,7 +85,10 @@ def background_displacement(pixels: np.ndarray, centre: np.ndarray, r_out: np.nd
     uncovered = np.maximum(r_src - r_out, 0.0)  # where the face grew, it simply covers what was there
     change = np.interp(angle, degrees, np.append(uncovered, uncovered[0]))
     band = max(min_band, 2.0 * float(uncovered.max()))
-    shift = change * _raised_cosine((radius - outline) / band)
+    # Outside the face outline the shift fades out; inside (where the face covers the background anyway) it grows
+    # linearly from zero at the centre, so the map stays one-to-one there too.
+    inner = np.clip(radius / np.maximum(outline, 1e-6), 0.0, 1.0)
+    shift = change * np.where(radius < outline, inner, _raised_cosine((radius - outline) / band))
     direction = offset / np.maximum(radius, 1e-6)[..., None]
     height, width = pixels.shape[:2]
     rows, cols = np.mgrid[0:height, 0:width]

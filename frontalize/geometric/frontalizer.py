@@ -21,7 +21,7 @@ from frontalize.faces.meanshape68 import reference_shape
 from frontalize.faces.types import Face, check_image
 from frontalize.geometric.adapt import adapt_surface, landmark_shifts
 from frontalize.geometric.camera import ViewCamera, source_view, target_view
-from frontalize.geometric.render import RenderSettings, render_view
+from frontalize.geometric.render import RenderLayers, RenderSettings, render_layers
 from frontalize.geometric.surface import FaceSurface, face_surface
 from frontalize.geometric.target import MeshTarget, target_angles
 from frontalize.geometric.visibility import SourceSampling, sample_source
@@ -156,12 +156,13 @@ class GeometricFrontalizer:
 
     def render(self, fit: FaceFit, targets: Sequence[MeshTarget]) -> list[np.ndarray]:
         """Render a fitted face at each target; same size as the crop, H×W×3 uint8 RGB each."""
-        images = []
-        for target in targets:
-            view = target_view(fit.source, target_angles(fit.head.angles, target, fit.roll_offset))
-            images.append(render_view(fit.crop, fit.surface, fit.sampling, view, symmetry=target.symmetry,
-                                      settings=self.settings))
-        return images
+        return [self.render_layers(fit, target).image for target in targets]
+
+    def render_layers(self, fit: FaceFit, target: MeshTarget) -> RenderLayers:
+        """Render one target with its layers (face weight, mirrored share, warp maps) for inspection and scoring."""
+        view = target_view(fit.source, target_angles(fit.head.angles, target, fit.roll_offset))
+        return render_layers(fit.crop, fit.surface, fit.sampling, view, symmetry=target.symmetry,
+                             settings=self.settings)
 
     def frontalize(self, crop: np.ndarray, face: Face | None = None, *, landmarks: np.ndarray | None = None,
                    target: MeshTarget | None = None, roll_offset: float = 0.0) -> np.ndarray:

@@ -27,7 +27,7 @@ from frontalize.geometric.camera import ViewCamera, cast_rays
 from frontalize.geometric.surface import FaceSurface
 from frontalize.geometric.visibility import SourceSampling, mirror_weights
 
-__all__ = ["RenderSettings", "render_view"]
+__all__ = ["RenderLayers", "RenderSettings", "render_layers", "render_view"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,26 @@ def _upsample(field: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def _upsample_map(positions: np.ndarray, height: int, width: int, cell: float) -> np.ndarray:
+    """Upsample a coarse position map; across occlusion edges (neighbours more than 3 cells apart in the source)
+    nearest-neighbour, so no pixel samples the source half-way between an occluder and what it hides."""
+    smooth = _upsample(positions, height, width)
+    jump = np.zeros(positions.shape[:2], dtype=bool)
+    for axis in (0, 1):
+        step = np.linalg.norm(np.diff(positions, axis=axis), axis=-1) > 3.0 * cell
+        if axis == 0:
+            jump[1:] |= step
+            jump[:-1] |= step
+        else:
+            jump[:, 1:] |= step
+            jump[:, :-1] |= step
+    if not jump.any():
+        return smooth
+    sharp = cv2.resize(positions, (width, height), interpolation=cv2.INTER_NEAREST)
+    near_edge = cv2.resize(jump.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    return np.where(near_edge[..., None], sharp, smooth)
+
+
 def _remap(image: np.ndarray, positions: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
     map_x = np.clip(positions[..., 0], 0, width - 1)
@@ -72,7 +92,7 @@ def _remap(image: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def _background(pixels: np.ndarray, inside: np.ndarray, surface: FaceSurface, sampling: SourceSampling,
                 target: ViewCamera, settings: RenderSettings) -> np.ndarray:
-    """Background warp on the coarse grid: (h, w, 2) full-resolution source positions."""
+    """Background warp on the coarse grid: (h, w, 2) source − output displacement in full-resolution pixels."""
     low_h, low_w = inside.shape
     step = pixels[0, 1, 0] - pixels[0, 0, 0]
     origin = pixels[0, 0]
@@ -81,43 +101,74 @@ def _background(pixels: np.ndarray, inside: np.ndarray, surface: FaceSurface, sa
     source_cells = (sampling.positions[surface.domain > 0] - origin) / step
     r_src = outline_radii(splat_mask(source_cells, (low_h, low_w)), centre, max_radius) * step
     r_out = outline_radii((inside > 0.5).astype(np.float32), centre, max_radius) * step
-    shift = background_displacement(pixels, target.centre, r_out, r_src, settings.min_band * target.scale,
-                                    settings.border_fade * max(low_h, low_w))
-    return pixels + shift
+    return background_displacement(pixels, target.centre, r_out, r_src, settings.min_band * target.scale,
+                                   settings.border_fade * max(low_h, low_w))
 
 
-def render_view(crop: np.ndarray, surface: FaceSurface, sampling: SourceSampling, target: ViewCamera, *,
-                symmetry: bool = True, settings: RenderSettings | None = None) -> np.ndarray:
-    """Render ``crop`` seen in the ``target`` view (same size as the crop).
+@dataclass(frozen=True)
+class RenderLayers:
+    """A rendering and the layers it was composed from (all H×W, crop pixels).
+
+    Attributes:
+        image: H×W×3 uint8 RGB result.
+        face_alpha: float32 in [0, 1]: weight of the face surface (vs the background warp) at each pixel.
+        mirror_share: float32 in [0, 1]: share of the face texture taken from the mirrored side (0 without symmetry).
+        face_positions: (H, W, 2) float32 source-crop position the face's own texture is read from.
+        background_positions: (H, W, 2) float32 source-crop position of the background warp.
+    """
+
+    image: np.ndarray
+    face_alpha: np.ndarray
+    mirror_share: np.ndarray
+    face_positions: np.ndarray
+    background_positions: np.ndarray
+
+
+def render_layers(crop: np.ndarray, surface: FaceSurface, sampling: SourceSampling, target: ViewCamera, *,
+                  symmetry: bool = True, settings: RenderSettings | None = None) -> RenderLayers:
+    """Render ``crop`` seen in the ``target`` view (same size as the crop), with its layers.
 
     Args:
         crop: H×W×3 uint8 RGB source crop.
-        surface: the reference surface.
+        surface: the reference surface (adapted to the face).
         sampling: the source view's per-node positions, visibility and mirror gain (:func:`sample_source`).
         target: the target view.
         symmetry: fill self-occluded regions from the symmetric side.
         settings: render constants.
-
-    Returns:
-        H×W×3 uint8 RGB.
     """
     settings = settings or RenderSettings()
     height, width = crop.shape[:2]
     pixels, _ = _pixel_grid(height, width, settings.map_step)
     coords, hit = cast_rays(target, surface, pixels)
     inside = np.clip(_remap_grid(surface.domain, coords) * hit, 0.0, 1.0)
-    background = _remap(crop, _upsample(_background(pixels, inside, surface, sampling, target, settings),
-                                        height, width)).astype(np.float32)
-    if not inside.any():
-        return np.clip(background + 0.5, 0, 255).astype(np.uint8)
-    face = _remap(crop, _upsample(_remap_grid(sampling.positions, coords), height, width)).astype(np.float32)
+    # The displacement is upsampled, not the positions: the coarse grid's clamped edges then add exactly nothing
+    # at the crop border, where the displacement is zero.
+    shift = _upsample(_background(pixels, inside, surface, sampling, target, settings), height, width)
+    columns, rows = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    background_positions = np.stack([columns, rows], axis=-1) + shift
+    background = _remap(crop, background_positions).astype(np.float32)
+    cell = float(pixels[0, 1, 0] - pixels[0, 0, 0])
+    face_positions = _upsample_map(_remap_grid(sampling.positions, coords), height, width, cell)
+    face = _remap(crop, face_positions).astype(np.float32)
+    share = np.zeros((height, width), dtype=np.float32)
     if symmetry:
         own_weight, mirror_weight = (_remap_grid(f, coords) for f in mirror_weights(surface, sampling.visibility))
-        share = mirror_weight / (own_weight + mirror_weight)
-        if float((share * inside).max()) >= 0.02:
+        coarse_share = (mirror_weight / (own_weight + mirror_weight)).astype(np.float32)
+        if float((coarse_share * inside).max()) >= 0.02:
             mirrored_positions = _remap_grid(surface.mirrored(sampling.positions), coords)
-            mirrored = _remap(crop, _upsample(mirrored_positions, height, width)).astype(np.float32)
+            mirrored = _remap(crop, _upsample_map(mirrored_positions, height, width, cell)).astype(np.float32)
             gain = _upsample(_remap_grid(sampling.gain, coords), height, width)
-            face += _upsample(share.astype(np.float32), height, width)[..., None] * (mirrored * gain - face)
-    alpha = _upsample(inside.astype(np.float32), height, width)[..., None]
-    return np.clip(background + alpha * (face - background) + 0.5, 0, 255).astype(np.uint8)
+            share = _upsample(coarse_share, height, width)
+            face += share[..., None] * (mirrored * gain - face)
+    # The coarse weight is blurred by one cell before upsampling: a bilinear ramp alone would leave the cell grid's
+    # staircase along slanted outlines.
+    alpha = np.clip(_upsample(cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 0.7), height, width), 0.0, 1.0)
+    image = np.clip(background + alpha[..., None] * (face - background) + 0.5, 0, 255).astype(np.uint8)
+    return RenderLayers(image=image, face_alpha=alpha, mirror_share=share * (alpha > 0), face_positions=face_positions,
+                        background_positions=background_positions)
+
+
+def render_view(crop: np.ndarray, surface: FaceSurface, sampling: SourceSampling, target: ViewCamera, *,
+                symmetry: bool = True, settings: RenderSettings | None = None) -> np.ndarray:
+    """:func:`render_layers`' image only: H×W×3 uint8 RGB."""
+    return render_layers(crop, surface, sampling, target, symmetry=symmetry, settings=settings).image
