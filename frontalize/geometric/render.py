@@ -130,7 +130,7 @@ class RenderLayers:
 
 
 def _face_box(inside: np.ndarray, step: int, height: int, width: int) -> tuple[slice, slice]:
-    """Full-resolution rows and columns that can hold face pixels (coarse face cells, 2 cells of margin)."""
+    """Full-resolution rows and columns covering the coarse cells where ``inside`` > 0, with 2 cells of margin."""
     rows, columns = np.nonzero(inside > 0)
     top, bottom = max(int(rows.min()) - 2, 0) * step, min((int(rows.max()) + 3) * step, height)
     left, right = max(int(columns.min()) - 2, 0) * step, min((int(columns.max()) + 3) * step, width)
@@ -156,10 +156,15 @@ def render_layers(crop: np.ndarray, surface: FaceSurface, sampling: SourceSampli
     inside = np.clip(_remap_grid(surface.domain, coords) * hit, 0.0, 1.0)
     # The displacement is upsampled, not the positions: the coarse grid's clamped edges then add exactly nothing
     # at the crop border, where the displacement is zero.
-    shift = _upsample(_background(pixels, inside, surface, sampling, target, settings), height, width)
+    coarse_shift = _background(pixels, inside, surface, sampling, target, settings)
+    shift = _upsample(coarse_shift, height, width)
     columns, rows = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     background_positions = np.stack([columns, rows], axis=-1) + shift
-    image = _remap(crop, background_positions)
+    image = crop.copy()
+    moved = np.abs(coarse_shift).max(axis=-1) > 1e-3  # elsewhere the background warp is the identity
+    if moved.any():
+        box = _face_box(moved.astype(np.float32), settings.map_step, height, width)
+        image[box] = _remap(crop, background_positions[box])
     # Rays along the model's z (no pitch or yaw) see no occlusion edge; other views may.
     sharp = abs(target.rotation[2, 0]) > 1e-9 or abs(target.rotation[2, 1]) > 1e-9
     cell = float(pixels[0, 1, 0] - pixels[0, 0, 0])
