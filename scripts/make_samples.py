@@ -31,6 +31,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+if __package__ in (None, ""):
+    # Run as `python scripts/make_samples.py` from a checkout: this checkout's package, not another install.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 log = logging.getLogger("make_samples")
 
 POSED_YAWS = (-45.0, -30.0, -15.0, 15.0, 30.0, 45.0)

@@ -112,7 +112,7 @@ def _rodrigues(omega: np.ndarray) -> np.ndarray:
     return np.eye(3) + math.sin(angle) * skew + (1 - math.cos(angle)) * skew @ skew
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WeakPerspective:
     """A scaled orthographic camera ``x = scale·(rotation·X)_xy + translation``.
 
@@ -210,10 +210,11 @@ class FitLimits:
     """When a fit is refused (:class:`LandmarkFitError`).
 
     Attributes:
-        max_residual: largest weighted RMS reprojection error, in inter-ocular distances. Real faces measure
-            0.03–0.08 (docs/GEOMETRIC.md); 0.2 leaves room for expressions and identity shape.
-        max_anisotropy: largest ratio of the affine fit's singular values (a rigid head gives ≈ 1; wide or narrow
-            faces reach ≈ 1.2).
+        max_residual: largest weighted RMS reprojection error, in inter-ocular distances. The shipped photos'
+            faces measure 0.06–0.12; 0.2 leaves room for expressions and identity shape. (dlib's points on non-face
+            images fit as well, 0.08–0.14: this catches broken landmarks, the landmarker's face check non-faces.)
+        max_anisotropy: largest ratio of the affine fit's singular values (a rigid head gives ≈ 1; the shipped
+            photos' faces 1.01–1.16).
         max_abs_yaw: largest |yaw| in degrees the 68-point method is trusted with.
         min_interocular_px: smallest inter-ocular distance in pixels.
     """
@@ -224,7 +225,7 @@ class FitLimits:
     min_interocular_px: float = 4.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HeadPoseFit:
     """A fitted head: landmarks, camera and pose.
 

@@ -27,7 +27,7 @@ _RAY_STEPS = 24
 _BISECTIONS = 6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ViewCamera:
     """An orthographic view (see the module docstring).
 

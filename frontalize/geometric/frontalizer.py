@@ -48,7 +48,7 @@ def transform_face(face: Face, matrix: np.ndarray) -> Face:
     return Face(box=np.r_[corners.min(axis=0), corners.max(axis=0)], score=face.score, kps=kps)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FaceFit:
     """One fitted source face; :meth:`GeometricFrontalizer.render` turns it into any number of views.
 

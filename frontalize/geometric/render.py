@@ -110,7 +110,7 @@ def _background(pixels: np.ndarray, inside: np.ndarray, surface: FaceSurface, sa
                                    settings.border_fade * max(low_h, low_w))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RenderLayers:
     """A rendering and the layers it was composed from (all H×W, crop pixels).
 

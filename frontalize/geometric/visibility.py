@@ -42,7 +42,7 @@ _SILHOUETTE_TOLERANCE = 0.1  # IOD
 _HAIRLINE_ABOVE_CONTOUR_ENDS = 1.35  # IOD: model y of points 0/16 (≈ 0.03) to the forehead's top row (≈ −1.32)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SourceSampling:
     """What the source view gives every surface grid node (computed once per face, reused by every target).
 
