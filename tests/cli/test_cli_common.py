@@ -121,18 +121,53 @@ def test_output_folder_checks(tmp_path: Path) -> None:
     assert fresh.is_dir() and list(fresh.iterdir()) == []  # the write probe leaves nothing behind
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_output_parent_is_a_user_error(tmp_path: Path) -> None:
+def _deny_writes_under(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``folder`` behave as read-only for a process that would otherwise write anyway (root ignores the mode
+    bits): ``os.access``, ``mkdir`` and the write probe fail with EACCES inside it, as the kernel would."""
+    import errno
+    import tempfile
+
+    denied = os.path.realpath(folder)
+
+    def inside(path: object) -> bool:
+        text = os.path.realpath(os.fspath(path))  # type: ignore[arg-type]
+        return text == denied or text.startswith(denied + os.sep)
+
+    real_access, real_mkdir, real_temporary = os.access, Path.mkdir, tempfile.TemporaryFile
+
+    def access(path: object, mode: int, *args: object, **kwargs: object) -> bool:
+        return False if inside(path) and mode & os.W_OK else real_access(path, mode, *args, **kwargs)  # type: ignore[arg-type]
+
+    def mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if inside(self.parent):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def temporary(*args: object, dir: object = None, **kwargs: object) -> object:
+        if dir is not None and inside(dir):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real_temporary(*args, dir=dir, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary)
+
+
+def test_read_only_output_parent_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     parent = tmp_path / "ro"
     parent.mkdir()
     parent.chmod(0o555)
+    if os.geteuid() == 0:  # root writes into read-only folders: make the kernel's refusal explicit
+        _deny_writes_under(parent, monkeypatch)
     try:
         for create in (False, True):
             with pytest.raises(ConfigError, match=r"not writable|cannot be created"):
                 check_output_folder(parent / "out", create=create)
         with pytest.raises(ConfigError, match="not writable"):
             check_output_folder(parent, create=False)
+        assert not (parent / "out").exists()
     finally:
+        monkeypatch.undo()
         parent.chmod(0o755)
 
 
