@@ -19,6 +19,13 @@ restarted (``ray.max_restarts``) and its call retried. Images are written atomic
 whole, and the driver merges the shards keeping one row per input, so the manifest ends with every input exactly
 once. The driver merges at the end of the run (also when it stops on an error), and the next run merges shards a
 killed driver left behind before planning resume — exactly the resume of the local executor.
+
+Stopping (Ctrl-C, ``run.on_error: abort``, an error): the driver closes its iterator over the results, which makes
+Ray Data stop the execution (it cancels the running tasks — killing their processes — and kills the actors), but
+Ray does not wait for the cancelled tasks to end. So the driver then waits on the run's write gate
+(:func:`~frontalize.pipeline.shards.close_gate`) until no finish task is still writing, and only then merges the
+shards and returns: nothing of the run is written into the output folder after that. A task killed in the middle
+of a batch may leave images without their rows; the next run keeps them (``skipped_existing``), as after a kill.
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ import dataclasses
 import logging
 import math
 import pickle
+import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from frontalize.errors import FrontalizeError
+from frontalize.errors import ConfigError, FrontalizeError
 from frontalize.faces.registry import LANDMARKER106_KEYS, detector_weight_keys
 from frontalize.io.manifest import ManifestWriter
 from frontalize.pipeline.build import build_finish_step, build_frontalize_batch, build_layout, build_prepare_step
@@ -54,7 +63,7 @@ from frontalize.pipeline.runner import (
     skipped_existing_row,
     summarise,
 )
-from frontalize.pipeline.shards import merge_shards, shard_dir, write_shard
+from frontalize.pipeline.shards import close_gate, gate_pass, gate_path, merge_shards, open_gate, shard_dir, write_shard
 from frontalize.ray_support import (
     actor_device,
     actor_options,
@@ -84,6 +93,7 @@ class RayJob:
         plan: the run plan without its input list (workers get inputs through the dataset).
         run_id: unique per execution; keys the models each worker process builds once.
         shard_dir: folder of the manifest shards.
+        gate: the run's write gate (:mod:`frontalize.pipeline.shards`): finish tasks write only while it is open.
         actor_device: torch device inside a frontalizer actor (``cuda:0`` of its GPU, or ``cpu``).
         weight_keys: registry keys each role verifies and loads (``prepare``, ``frontalize``, ``finish``).
     """
@@ -91,6 +101,7 @@ class RayJob:
     plan: RunPlan
     run_id: str
     shard_dir: Path
+    gate: Path
     actor_device: str
     weight_keys: Mapping[str, tuple[str, ...]]
 
@@ -109,7 +120,8 @@ def role_weight_keys(plan: RunPlan) -> dict[str, tuple[str, ...]]:
 def make_job(plan: RunPlan) -> RayJob:
     """The :class:`RayJob` of a plan."""
     lean = dataclasses.replace(plan, items=(), resume=ResumePlan(todo=(), done=()))
-    return RayJob(plan=lean, run_id=uuid.uuid4().hex, shard_dir=shard_dir(plan.out_dir),
+    run_id = uuid.uuid4().hex
+    return RayJob(plan=lean, run_id=run_id, shard_dir=shard_dir(plan.out_dir), gate=gate_path(plan.out_dir, run_id),
                   actor_device=actor_device(plan.config.ray, plan.device), weight_keys=role_weight_keys(plan))
 
 
@@ -183,12 +195,23 @@ class FrontalizeActor:
 def finish_batch(batch: Batch, job: RayJob) -> dict[str, list[str]]:
     """CPU task: write the outputs of a batch of rendered inputs, then their manifest rows as one shard.
 
+    The batch is written under the run's write gate, so a driver that stops the run waits for it.
+
     Returns:
         Columns ``input``, ``status``, ``reason`` (for the driver's progress and ``on_error: abort``).
+
+    Raises:
+        ConfigError: the gate is closed (the run was stopped: nobody reads this error) or this worker does not see
+            the output folder.
     """
     step = _worker_step("finish", job, "cpu", build_finish_step)
-    rows = [step(_load(data)) for data in batch["record"]]
-    write_shard(job.shard_dir, rows)
+    with gate_pass(job.gate) as admitted:
+        if not admitted:
+            raise ConfigError(f"Ray worker on {socket.gethostname()} (finish): the run was stopped, or this worker "
+                              f"does not see the output folder (its write gate {job.gate} is not open here); the "
+                              "output folder must be visible to every Ray worker at the same path")
+        rows = [step(_load(data)) for data in batch["record"]]
+        write_shard(job.shard_dir, rows)
     return {"input": [str(row["input"]) for row in rows], "status": [str(row["status"]) for row in rows],
             "reason": [str(row.get("reason", "")) for row in rows]}
 
@@ -213,9 +236,26 @@ def build_dataset(job: RayJob, todo: Sequence[InputItem], actor_class: type[Fron
                        batch_format="numpy", **tasks)
 
 
-def _drain(dataset: Any, bar: tqdm, abort_on_error: bool) -> None:
+@contextmanager
+def _finish_results(dataset: Any) -> Iterator[Iterator[Batch]]:
+    """Execute ``dataset``, yielding an iterator over its finish results; stop the execution when the block ends.
+
+    Closing the iterator makes Ray Data shut the execution down at once (cancel the tasks, kill the actors) however
+    the block ends; left to itself, Ray Data does so only when the iterator is garbage collected, which a traceback
+    that keeps the consuming frame alive (a caller that catches the Ctrl-C) can put off indefinitely.
+    """
+    batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+    try:
+        yield batches
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+def _drain(batches: Iterator[Batch], bar: tqdm, abort_on_error: bool) -> None:
     """Consume the finish results as they stream back: progress, failures logged, ``on_error: abort``."""
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in batches:
         for rel, status, reason in zip(batch["input"], batch["status"], batch["reason"]):
             bar.update(1)
             if status in SUCCESS_STATUSES:
@@ -227,7 +267,8 @@ def _drain(dataset: Any, bar: tqdm, abort_on_error: bool) -> None:
 
 def _run_dataset(plan: RunPlan, todo: Sequence[InputItem], bar: tqdm,
                  actor_class: type[FrontalizeActor]) -> None:
-    """Execute the dataset of ``todo`` on Ray; shards are merged into the manifest whatever happens."""
+    """Execute the dataset of ``todo`` on Ray; shards are merged into the manifest whatever happens, once no task
+    of the run writes any more (see the module docstring, "Stopping")."""
     cfg = plan.config
     try:
         with ray_session(cfg.ray):
@@ -235,7 +276,12 @@ def _run_dataset(plan: RunPlan, todo: Sequence[InputItem], bar: tqdm,
             job = make_job(plan)
             logger.info("ray: %d input(s), %d frontalizer actor(s) on %s, batches of %d", len(todo),
                         cfg.ray.actors, job.actor_device, cfg.ray.batch_size or cfg.frontalizer.batch_size)
-            _drain(build_dataset(job, todo, actor_class), bar, cfg.run.on_error == "abort")
+            open_gate(job.gate)
+            try:
+                with _finish_results(build_dataset(job, todo, actor_class)) as batches:
+                    _drain(batches, bar, cfg.run.on_error == "abort")
+            finally:
+                close_gate(job.gate)
     except Exception as exc:  # Ray wraps worker exceptions: surface ours (missing weights, ...) as they are
         cause = frontalize_cause(exc)
         if cause is None or cause is exc:

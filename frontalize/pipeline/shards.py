@@ -7,25 +7,43 @@ interrupted run left behind, at the start of the next one (the resume plan reads
 per input (the newest shard wins: a task retried after its worker died may have written the same input twice),
 skips rows the manifest already ends with for that input (a merge interrupted before the shards were deleted),
 appends the rest in input order and then deletes the shard files — so the manifest gets every input exactly once.
+
+The write gate of a run (``OUT/.manifest-shards/.gate-<run id>…``) lets the driver know when no task of the run
+writes into the output folder any more. A task holds a shared file lock on it while it writes a batch (images,
+then shard) and writes nothing when the driver has marked the gate closed. When the run ends — also on Ctrl-C or
+``run.on_error: abort``, after Ray has been told to cancel the tasks — the driver takes the exclusive lock, which it
+gets once every task that was writing has finished or died (the kernel drops the locks of a killed process),
+marks the gate closed and merges the shards: nothing of the run is written into the folder after that.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from frontalize.io.atomic import TEMP_MARKER
+from frontalize.io.atomic import TEMP_MARKER, atomic_write_bytes
 from frontalize.io.manifest import ManifestWriter, latest_rows, read_manifest
 
 logger = logging.getLogger(__name__)
 
 SHARD_DIR_NAME = ".manifest-shards"
 """Folder of the shards inside the output folder (hidden: never taken for an output tree)."""
+GATE_OPEN = b"open\n"
+GATE_CLOSED = b"closed\n"
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
+"""flock errors of a file system without locks (NFS mounted ``nolock`` keeps them local; Lustre without ``flock``)."""
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the gate still stops late tasks, it cannot wait for running ones
+    fcntl = None  # type: ignore[assignment]
 
 
 def shard_dir(out_dir: str | Path) -> Path:
@@ -116,3 +134,83 @@ def merge_shards(out_dir: str | Path, manifest_path: str | Path, order: Sequence
     if rows:
         logger.info("manifest: merged %d row(s) from %d shard file(s)", len(rows), len(files))
     return len(rows)
+
+
+def gate_path(out_dir: str | Path, run_id: str) -> Path:
+    """The write gate of run ``run_id``: hidden in the shard folder, named like a temp file so that a run started
+    after a killed driver removes it (:func:`frontalize.io.atomic.remove_stale_temp_files`)."""
+    return shard_dir(out_dir) / f".gate-{run_id}{TEMP_MARKER}lock"
+
+
+def open_gate(gate: Path) -> None:
+    """Create the write gate, open (driver, before the first task)."""
+    atomic_write_bytes(gate, GATE_OPEN, durable=False)
+
+
+def _lock(handle: IO[bytes], *, exclusive: bool, wait: bool = True) -> bool | None:
+    """``flock`` the gate file (the lock goes with the file handle, and with the process when it dies).
+
+    Returns:
+        True when locked; False when another process holds it (only with ``wait=False``); None where the platform
+        or the file system has no file locks.
+    """
+    if fcntl is None:
+        return None
+    operation = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(handle.fileno(), operation)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        return None
+    return True
+
+
+@contextmanager
+def gate_pass(gate: Path) -> Iterator[bool]:
+    """Worker: hold the gate while writing a batch (``with gate_pass(job.gate) as admitted:``).
+
+    The gate is opened with ``O_CREAT``, which an NFS client resolves on the server (a plain open may trust a
+    cached "no such file"); a gate that was removed, or that this node does not see, is then an empty file.
+
+    Yields:
+        True: write (the driver waits for this block to end, or for the process to die, before it merges);
+        False: the gate is closed, removed or not visible here: write nothing.
+    """
+    try:
+        fd = os.open(gate, os.O_RDONLY | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # no shard folder on this node
+        yield False
+        return
+    with open(fd, "rb") as handle:
+        _lock(handle, exclusive=False)
+        state = handle.read()  # read under the lock: the driver marks the gate closed under its own
+        if not state:  # created just now (the driver writes the gate whole, by rename): leave no stray file
+            gate.unlink(missing_ok=True)
+        yield state == GATE_OPEN
+
+
+def close_gate(gate: Path) -> None:
+    """Driver: wait until no task writes under the gate, mark it closed (later tasks write nothing), remove it.
+
+    Call it after Ray was told to stop the run: a task that was writing then either finishes its batch (images,
+    then shard) or is killed; either way its lock goes and this returns. Ctrl-C stops the wait.
+    """
+    try:
+        handle = open(gate, "r+b")  # write access: an exclusive lock on NFS needs it
+    except FileNotFoundError:
+        return
+    with handle:
+        locked = _lock(handle, exclusive=True, wait=False)
+        if locked is False:
+            logger.info("ray: waiting for the tasks still writing outputs to stop (Ctrl-C again to stop waiting)")
+            locked = _lock(handle, exclusive=True)
+        if locked is None:
+            logger.warning("no file locks on the file system of %s: Ray tasks that were writing when the run stopped "
+                           "may finish after the command returned (the next run merges their rows)", gate.parent)
+        handle.truncate(0)
+        handle.write(GATE_CLOSED)
+        handle.flush()
+    gate.unlink(missing_ok=True)

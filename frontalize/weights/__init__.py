@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from frontalize.weights.download import DownloadError, download_weights
 from frontalize.weights.lock import LOCK_FILENAME, WeightsLock
+from frontalize.weights.packaged import packaged_path, verify_packaged
 from frontalize.weights.registry import (
     GROUPS,
     OFFLINE_INSTALL,
@@ -33,10 +34,8 @@ from frontalize.weights.store import (
     facexlib_dir,
     file_status,
     insightface_root,
-    packaged_path,
     rembg_home,
     resolve_weights_root,
-    verify_packaged,
     verify_weights,
     weight_path,
 )

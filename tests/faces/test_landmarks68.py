@@ -20,7 +20,7 @@ from frontalize.faces import registry as face_registry
 from frontalize.faces.headpose import LandmarkFitError
 from frontalize.faces.landmarks68 import PREDICTOR_KEY, box_from_points, landmarks5_from_68
 from frontalize.faces.types import Face
-from frontalize.weights import OFFLINE_INSTALL, PACKAGED, packaged_path, store, verify_packaged
+from frontalize.weights import OFFLINE_INSTALL, PACKAGED, packaged_path, verify_packaged
 from frontalize.weights import registry as weights_registry
 
 AGREEMENT_MEAN_IOD = 0.12
@@ -54,7 +54,7 @@ def test_corrupt_file_and_missing_package_are_reported(monkeypatch: pytest.Monke
     with pytest.raises(WeightsMissingError, match="truncated"):
         verify_packaged(PREDICTOR_KEY)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(store.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "face_recognition_models" else real_find_spec(name, *a))
     with pytest.raises(WeightsMissingError, match="not installed") as caught:
         verify_packaged(PREDICTOR_KEY)

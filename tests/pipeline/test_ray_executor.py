@@ -1,11 +1,13 @@
 """The Ray executor on a local 2-CPU Ray (started once for the module): same outputs and manifest as the local
-executor, an actor killed mid-run, resume after an interrupted run, weights checked inside the workers."""
+executor, an actor killed mid-run, an interrupted run that returns only once its tasks stopped writing and its resume,
+weights checked inside the workers."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from pipeline_helpers import OFFLINE_CONFIG, REPO_ROOT, load_script, save
+from test_ray_executor_shards import flag_when_logged
 
 from frontalize.config.inference import InferenceConfig
 from frontalize.config.schema import load_config
@@ -23,7 +26,7 @@ from frontalize.io.manifest import read_manifest
 from frontalize.pipeline import executor_ray
 from frontalize.pipeline.executor_ray import FrontalizeActor, execute_run_ray
 from frontalize.pipeline.runner import plan_run
-from frontalize.pipeline.shards import SHARD_DIR_NAME, shard_files
+from frontalize.pipeline.shards import SHARD_DIR_NAME, gate_pass, shard_dir, shard_files
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
@@ -81,11 +84,11 @@ def _files(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.png")}
 
 
-def _assert_complete(out: Path) -> list[dict[str, Any]]:
+def _assert_complete(out: Path, expected: dict[str, str] = EXPECTED) -> list[dict[str, Any]]:
     """Every input exactly once with its expected status, images decodable, no shard or temp file left."""
     rows = read_manifest(out / "manifest.jsonl")
-    assert sorted(row["input"] for row in rows) == sorted(EXPECTED)  # every input exactly once
-    assert {row["input"]: row["status"] for row in rows} == EXPECTED
+    assert sorted(row["input"] for row in rows) == sorted(expected)  # every input exactly once
+    assert {row["input"]: row["status"] for row in rows} == expected
     for row in rows:
         for rel in row["outputs"].get("default", {}).values():
             image = cv2.imread(str(out / rel))
@@ -147,26 +150,124 @@ def test_killed_actor_is_restarted_and_the_manifest_stays_exact(ray_local: Any, 
     _assert_complete(out)
 
 
+def _interrupted(batches: Iterator[Any], bar: Any, abort_on_error: bool) -> None:
+    """Stands in for ``_drain``: Ctrl-C after the first finished batch."""
+    for _ in batches:
+        raise KeyboardInterrupt
+
+
+def _kept_without_row(out: Path, done: set[str]) -> set[str]:
+    """Inputs whose output image exists without a row: written by a task killed in the middle of its batch."""
+    return {rel for rel in EXPECTED if rel not in done and (out / rel).with_suffix(".png").is_file()}
+
+
 def test_resume_after_an_interrupted_ray_run(ray_local: Any, tree: Path, tmp_path: Path, weights: Path,
                                              monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., int]) -> None:
     out = tmp_path / "out"
-
-    def interrupted(dataset: Any, bar: Any, abort_on_error: bool) -> None:
-        for _ in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            raise KeyboardInterrupt  # Ctrl-C after the first finished batch
-
     with monkeypatch.context() as patch:  # a driver killed hard: no merge at the end either
-        patch.setattr(executor_ray, "_drain", interrupted)
+        patch.setattr(executor_ray, "_drain", _interrupted)
         patch.setattr(executor_ray, "merge_shards", lambda *args, **kwargs: 0)
         with pytest.raises(KeyboardInterrupt):
             execute_run_ray(_plan(tree, out, weights, "ray.batch_size=2", "ray.task_batch_size=2"))
     assert not read_manifest(out / "manifest.jsonl") and shard_files(out)
+    assert not list(shard_dir(out).glob(".gate-*"))  # the driver closed its write gate
     resumed = _plan(tree, out, weights)
     assert len(resumed.resume.done) >= 2  # rows of the leftover shards count as done
     done = {row["input"] for row in resumed.resume.done}
+    kept = _kept_without_row(out, done)  # fixed now: the interrupted run's tasks stopped before it returned
     assert run_cli(*_args(tree, out, weights, "--executor", "ray")) == 1
-    rows = _assert_complete(out)
+    rows = _assert_complete(out, {**EXPECTED, **dict.fromkeys(kept, "skipped_existing")})
     assert [row["input"] for row in rows[: len(done)]] == sorted(done)  # leftover rows merged first
+
+
+def _finish_hanging_after(rel: str, pipe: Path) -> Callable[[Any, Any], Any]:
+    """``finish_batch`` whose step, once it has written the outputs of ``rel``, writes its process id into the
+    FIFO ``pipe`` (blocking until the test reads it) and hangs: a task caught by a Ctrl-C in the middle of a batch.
+
+    The step is swapped inside the worker process (a monkeypatch in the test process does not reach the workers)
+    and restored when the batch returns; a task that Ray does not kill goes on after 120 s (the test then fails).
+    """
+
+    def finish(batch: Any, job: Any) -> Any:
+        from frontalize.pipeline import executor_ray as worker_module  # this worker process's module
+
+        build = worker_module.build_finish_step
+
+        def build_hanging(plan: Any) -> Callable[[Any], dict[str, Any]]:
+            step = build(plan)
+
+            def hanging(record: Any) -> dict[str, Any]:
+                row = step(record)
+                if row["input"] == rel:
+                    pipe.write_text(str(os.getpid()))
+                    threading.Event().wait(120)
+                return row
+
+            return hanging
+
+        worker_module.build_finish_step = build_hanging
+        try:
+            return worker_module.finish_batch(batch, job)  # the worker's own, unpatched finish_batch
+        finally:
+            worker_module.build_finish_step = build
+
+    return finish
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` can still run code: it exists, is no zombie and has not begun to exit
+    (``PF_EXITING``, set before the kernel closes the files of a killed process and so drops its locks)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp session tty_nr tpgid flags ...
+    return fields[0] not in ("Z", "X", "x") and not int(fields[6]) & 0x4
+
+
+@pytest.mark.timeout(300)
+def test_an_interrupted_ray_run_returns_once_its_tasks_stopped_writing(
+        ray_local: Any, tree: Path, tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch,
+        run_cli: Callable[..., int], caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C while the task of t1/c.jpg hangs after writing its image: Ray kills that task, but does not wait for
+    it; a slow writer (a thread holding the run's gate, as a task whose kill comes late) shows that the driver
+    does, however long it takes."""
+    out, pipe = tmp_path / "out", tmp_path / "hung-task"
+    os.mkfifo(pipe)
+    hung: list[int] = []
+
+    def slow_writer(gate: Path, holding: threading.Event, waiting: threading.Event) -> None:
+        with gate_pass(gate) as admitted:
+            assert admitted
+            holding.set()
+            if waiting.wait(120):  # the driver waits for the run's writers
+                (out / "late.txt").write_text("written before the driver returned")
+
+    with flag_when_logged("frontalize.pipeline.shards", "waiting for the tasks still writing", caplog) as waiting:
+
+        def interrupted(batches: Iterator[Any], bar: Any, abort_on_error: bool) -> None:
+            for _ in batches:  # a first batch is finished and the task of t1/c.jpg hangs after writing its image
+                hung.append(int(pipe.read_text()))
+                holding = threading.Event()
+                (gate,) = shard_dir(out).glob(".gate-*")
+                threading.Thread(target=slow_writer, args=(gate, holding, waiting), daemon=True).start()
+                assert holding.wait(60)
+                raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(executor_ray, "finish_batch", _finish_hanging_after("t1/c.jpg", pipe))
+            patch.setattr(executor_ray, "_drain", interrupted)
+            with pytest.raises(KeyboardInterrupt):  # two task slots next to the actor: the hung task blocks no other
+                execute_run_ray(_plan(tree, out, weights, "ray.batch_size=2", "ray.task_batch_size=2",
+                                      "ray.cpus_per_task=0.5"))
+    assert (out / "late.txt").is_file()  # the driver waited for the slow writer ...
+    assert not _running(hung[0])  # ... and for the task Ray killed
+    rows = read_manifest(out / "manifest.jsonl")  # merged once no task could add a shard
+    assert rows and not shard_files(out) and not shard_dir(out).exists()
+    kept = _kept_without_row(out, {row["input"] for row in rows})
+    assert "t1/c.jpg" in kept  # its image, written before the kill, has no row
+    assert run_cli(*_args(tree, out, weights, "--executor", "ray")) == 1  # resume keeps it (README rules)
+    _assert_complete(out, {**EXPECTED, **dict.fromkeys(kept, "skipped_existing")})
 
 
 def test_on_error_abort_stops_the_ray_run_like_the_local_one(ray_local: Any, tree: Path, tmp_path: Path,

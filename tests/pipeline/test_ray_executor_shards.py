@@ -1,11 +1,17 @@
-"""Pieces of the Ray executor that need no Ray: manifest shards and their merge, the executor config and flags,
-the message when Ray is missing, and how our errors are found inside Ray's exception wrappers."""
+"""Pieces of the Ray executor that need no Ray: manifest shards and their merge, the write gate of a run, the
+executor config and flags, the message when Ray is missing, and how our errors are found inside Ray's exception
+wrappers."""
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +26,20 @@ from frontalize.config.schema import config_hash, load_config, with_value
 from frontalize.errors import ConfigError, WeightsMissingError
 from frontalize.io.atomic import TEMP_MARKER
 from frontalize.io.manifest import ManifestWriter, read_manifest
-from frontalize.pipeline.shards import SHARD_DIR_NAME, merge_shards, read_shard_rows, shard_files, write_shard
+from frontalize.pipeline import executor_ray
+from frontalize.pipeline.shards import (
+    GATE_CLOSED,
+    SHARD_DIR_NAME,
+    close_gate,
+    gate_pass,
+    gate_path,
+    merge_shards,
+    open_gate,
+    read_shard_rows,
+    shard_dir,
+    shard_files,
+    write_shard,
+)
 from frontalize.ray_support import frontalize_cause, import_ray, verify_worker_weights
 
 
@@ -62,6 +81,89 @@ def test_merge_interrupted_before_deleting_the_shards_is_not_repeated(tmp_path: 
     assert merge_shards(tmp_path, manifest) == 0
     assert [row["input"] for row in read_manifest(manifest)] == ["a.jpg", "b.jpg"]
     assert not (tmp_path / SHARD_DIR_NAME).exists()
+
+
+class _Flag(logging.Handler):
+    """Sets ``event`` when a record containing ``text`` is logged (how a test learns that the driver waits)."""
+
+    def __init__(self, text: str, event: threading.Event) -> None:
+        super().__init__(logging.INFO)
+        self.text, self.event = text, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@contextmanager
+def flag_when_logged(logger: str, text: str, caplog: pytest.LogCaptureFixture) -> Iterator[threading.Event]:
+    """An event set once ``logger`` logs a message containing ``text``."""
+    event = threading.Event()
+    handler = _Flag(text, event)
+    caplog.set_level(logging.INFO, logger=logger)
+    logging.getLogger(logger).addHandler(handler)
+    try:
+        yield event
+    finally:
+        logging.getLogger(logger).removeHandler(handler)
+
+
+def test_write_gate_admits_until_closed_and_close_waits_for_the_writers(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    gate = gate_path(tmp_path, "run1")
+    with gate_pass(gate) as admitted:  # no shard folder (an output folder this worker does not see)
+        assert not admitted
+    open_gate(gate)
+    events: list[str] = []
+    writing = threading.Event()
+
+    def writer(waiting: threading.Event) -> None:
+        with gate_pass(gate) as admitted:
+            assert admitted
+            writing.set()
+            assert waiting.wait(60)  # the driver is blocked in close_gate
+            events.append("writer done")
+
+    with flag_when_logged("frontalize.pipeline.shards", "waiting for the tasks still writing", caplog) as waiting:
+        thread = threading.Thread(target=writer, args=(waiting,))
+        thread.start()
+        assert writing.wait(60)
+        close_gate(gate)
+        events.append("gate closed")
+        thread.join()
+    assert events == ["writer done", "gate closed"] and waiting.is_set()
+    assert not gate.exists()
+    with gate_pass(gate) as admitted:  # removed: a task that starts now writes nothing (and leaves no file)
+        assert not admitted
+    assert not gate.exists()
+    open_gate(gate)
+    with open(gate, "rb") as early:  # a task that opened the gate before the driver closed and removed it
+        close_gate(gate)
+        assert early.read() == GATE_CLOSED  # reads "closed" once it gets the lock
+    open_gate(gate)
+    gate.write_bytes(GATE_CLOSED)
+    with gate_pass(gate) as admitted:
+        assert not admitted
+
+
+def test_finish_tasks_write_only_through_an_open_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = SimpleNamespace(shard_dir=shard_dir(tmp_path), gate=gate_path(tmp_path, "run"))
+
+    def step(rel: str) -> dict[str, str]:
+        with open(job.gate, "r+b") as other, pytest.raises(BlockingIOError):  # the task holds the gate
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return _row(rel)
+
+    monkeypatch.setattr(executor_ray, "_worker_step", lambda *args: step)
+    batch = {"record": [executor_ray._dump("a.jpg"), executor_ray._dump("b.jpg")]}
+    with pytest.raises(ConfigError, match=r"(?s)Ray worker on .*not open here.*same path"):
+        executor_ray.finish_batch(batch, job)
+    open_gate(job.gate)
+    assert executor_ray.finish_batch(batch, job)["status"] == ["ok", "ok"]
+    close_gate(job.gate)
+    with pytest.raises(ConfigError, match="the run was stopped"):
+        executor_ray.finish_batch(batch, job)
+    assert [row["input"] for row in read_shard_rows(tmp_path)] == ["a.jpg", "b.jpg"]  # one shard, while open
 
 
 @pytest.fixture()
