@@ -97,6 +97,13 @@ def _marked_processes(marker: str) -> dict[int, dict[str, str]]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="needs Linux /proc")
 def test_sigkilled_driver_leaves_no_ray_process_behind(tmp_path: Path) -> None:
@@ -111,7 +118,11 @@ def test_sigkilled_driver_leaves_no_ray_process_behind(tmp_path: Path) -> None:
     try:
         assert driver.stdout is not None and driver.stdout.readline().strip() == "READY"
         started = _marked_processes(marker)
-        helpers = {pid: env for pid, env in started.items() if pid != driver.pid}
+        # /proc/PID/environ is the environment a process was exec'd with: a child forked by the driver that has not
+        # exec'd yet still shows the driver's own start-up environment (without the variable ray_session sets), so
+        # only processes running another program than the driver count as Ray's
+        driver_cmdline = _cmdline(driver.pid)
+        helpers = {pid: env for pid, env in started.items() if pid != driver.pid and _cmdline(pid) != driver_cmdline}
         assert len(helpers) >= 3, f"expected the local Ray's processes, found {sorted(helpers)}"
         assert all(env.get(ray_support.USAGE_STATS_ENV) == "0" for env in helpers.values())  # usage stats off
         driver.send_signal(signal.SIGKILL)
