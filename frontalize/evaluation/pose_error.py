@@ -24,7 +24,8 @@ from frontalize.evaluation import stats
 from frontalize.evaluation.embed import EmbeddingStore
 from frontalize.evaluation.poses import POSE_KEYPOINTS, image_pose, is_unfit
 
-__all__ = ["POSE_ERROR_KEYS", "POSE_MODEL_TEXT", "describe_pose_source", "known_pose_images", "pose_error_rows"]
+__all__ = ["POSE_ERROR_KEYS", "POSE_MODEL_TEXT", "describe_pose_source", "known_pose_images", "pose_error_rows",
+           "unfit_count"]
 
 POSE_MODEL_TEXT: dict[str, str] = {
     "1k3d68": "InsightFace 1k3d68 pose",
@@ -47,7 +48,8 @@ def known_pose_images(dataset: Dataset) -> list[tuple[ImageRef, HeadPose]]:
     return list(found.values())
 
 
-def _unfit_count(dataset: Dataset, store: EmbeddingStore, detector: str) -> int:
+def unfit_count(dataset: Dataset, store: EmbeddingStore, detector: str) -> int:
+    """Angled images without a known pose whose face (under ``detector``) the pose model could not fit."""
     count = 0
     for record in dataset.records:
         detection = store.detection(record.image.path, detector)
@@ -71,7 +73,7 @@ def describe_pose_source(dataset: Dataset, store: EmbeddingStore, detector: str,
                 f"{len(known) - rendered} annotated); estimated for the others with the {estimator}")
     else:
         head = f"estimated with the {estimator}"
-    unfit = _unfit_count(dataset, store, detector)
+    unfit = unfit_count(dataset, store, detector)
     if unfit:
         head += (f"; {unfit} faces whose 68 landmarks could not be fitted have no pose (empty, in no pose bin, "
                  "never 0)")

@@ -20,6 +20,7 @@ from frontalize import __version__
 from frontalize.datasets.base import NOTES_FILE, POSE_CONVENTION, Dataset
 from frontalize.evaluation.analysis import SIMILARITY_DEFINITIONS
 from frontalize.evaluation.figure_plan import FigureRef, make_figures
+from frontalize.evaluation.pose_error import unfit_count
 from frontalize.evaluation.results import EvaluationResults
 from frontalize.evaluation.tables import Table, build_tables
 from frontalize.evaluation.trees import MATCHING_RULE, FrontalArm
@@ -92,6 +93,8 @@ def summary_dict(results: EvaluationResults) -> dict[str, Any]:
             "supplied_notes": dataset.supplied_notes or None,
         },
         "pose_error": {"pose_model": results.pose_estimator, "rows": list(results.pose_error)},
+        "pose_unfit": unfit_count(dataset, results.store, results.combinations[0].combination.detector)
+        if results.combinations else 0,
         "arms": [{"name": a.name, "root": str(a.root), "prefix": a.prefix, "outputs": len(a.outputs),
                   "failures": len(a.failures), "manifest": a.manifest} for a in results.arms],
         "combinations": [{"label": c.label, "detector": c.combination.detector,

@@ -96,10 +96,10 @@ def test_biwi_states_the_68_point_error_against_the_annotations(tmp_path: Path) 
     assert {r["estimator"] for r in rows_kp} == {"keypoints"}
 
 
-def _config(pose: str = "landmarks68") -> EvalConfig:
+def _config(cache: Path, pose: str = "landmarks68") -> EvalConfig:
     return EvalConfig(device="cpu", combinations=(CombinationConfig("retinaface_mnet", "dlib_resnet"),),
                       dataset=EvalDatasetConfig(pose=pose),  # type: ignore[arg-type]
-                      cache=CacheConfig(enabled=False), stats=StatsConfig(bootstrap_resamples=20),
+                      cache=CacheConfig(dir=str(cache)), stats=StatsConfig(bootstrap_resamples=20),
                       figures=FiguresConfig(enabled=False), report=ReportConfig(html=False),
                       run=EvalRunConfig(progress=False))
 
@@ -109,9 +109,13 @@ def test_faces_the_model_cannot_fit_have_no_pose_and_are_counted(tmp_path: Path)
     (data / "posed_views.json").unlink()  # no known pose: every pose comes from the model
     strict = HeadPoseEstimator(build_landmarker68().landmarks, limits=FitLimits(max_abs_yaw=15.0), fingerprint="s")
     factories = {"pose_factory": lambda name, **_: Landmarks68PoseModel(strict)}
-    results = evaluate(_config(), EvaluationInputs(data, (out,), tmp_path / "report"), weights_root=tmp_path / "w",
-                       device="cpu", model_factories=factories)
-    rows = _rows(tmp_path / "report" / "per_image.csv")
+    for run in ("first", "cached"):  # the second run reads the unfit faces (and why) back from the cache
+        results = evaluate(_config(tmp_path / "cache"), EvaluationInputs(data, (out,), tmp_path / run),
+                           weights_root=tmp_path / "w", device="cpu", model_factories=factories)
+    assert results.store.computed["detections"] == 0
+    turned = results.store.detection(data / "p0" / "yaw+30.jpg", "retinaface_mnet")
+    assert turned is not None and turned.reason is not None and turned.reason.startswith("landmarks_unfit: |yaw|")
+    rows = _rows(tmp_path / "cached" / "per_image.csv")
     unfit = [r for r in rows.values() if r["pose_status"] == "unfit"]
     assert {r["rel"].split("/")[1] for r in unfit} == {"yaw-30.jpg", "yaw+30.jpg"} and len(unfit) == 6
     for row in unfit:  # no pose, never 0: empty values, no bin
@@ -123,6 +127,7 @@ def test_faces_the_model_cannot_fit_have_no_pose_and_are_counted(tmp_path: Path)
     bins = results.combinations[0].arms[0].pose_bins
     assert sum(b["records"] for b in bins if b["axis"] == "|yaw|") == 3  # only the fitted faces are binned
     assert results.pose_error == []  # nothing has a known pose
+    assert json.loads((tmp_path / "cached" / "summary.json").read_text())["pose_unfit"] == 6
 
 
 def test_pose_flag_beats_set(tmp_path: Path) -> None:
