@@ -27,6 +27,7 @@ def test_offline_yaml_needs_no_weights() -> None:
     cfg = load_config(EvalConfig, REPO / "configs" / "eval-offline.yaml")
     assert [(c.detector, c.recognizer) for c in cfg.combinations] == [("retinaface_mnet", "dlib_resnet")]
     assert required_weight_keys(cfg) == []
+    assert cfg.dataset.pose == "landmarks68"  # the packaged 68-point estimator, whatever else is downloaded
     assert config_to_dict(cfg)["stats"] == config_to_dict(EvalConfig())["stats"]
 
 
