@@ -45,10 +45,17 @@ examples:
   python evaluate.py --config configs/eval-offline.yaml --layout generic --data DATA \\
       --frontal-dir OUT_BASE --frontal-dir OUT_GFPGAN -o REPORT
 
-layouts: generic = DATA/ID/*.jpg (angled) + DATA/gt/ID.jpg; biwi = DATA/[hpdb/]NN/frame_NNNNN_rgb.png + pose
-files; lfw = DATA/Name/Name_0001.jpg (GT = most frontal image per identity, optional --pairs pairs.txt).
-Each --frontal-dir mirrors the angled inputs' relative paths (any extension); a folder holding variant
-sub-trees gives one compared tree per variant. Outputs: REPORT/report.md, REPORT/summary.json,
+layouts: generic = DATA/ID/*.jpg (angled) + DATA/gt/ID.jpg, optional known poses (DATA/poses.csv, poses.json,
+posed_views.json) and DATA/dataset_notes.txt; biwi = DATA/[hpdb/]NN/frame_NNNNN_rgb.png|.jpg|.jpeg +
+frame_NNNNN_pose.txt; lfw = DATA/Name/Name_0001.jpg (GT = most frontal image per identity, optional --pairs
+pairs.txt). Each --frontal-dir mirrors the angled inputs' relative paths (any extension); a folder holding variant
+sub-trees gives one compared tree per variant.
+pose (--pose or --set dataset.pose=...): the pose model run on every detected face: auto (1k3d68 when its file is
+present, else landmarks68 with the offline extra, else keypoints; biwi: landmarks68 first), 1k3d68, landmarks68
+(dlib 68 points + 3D mean shape) or keypoints (5-keypoint yaw proxy, no pitch). Every angle is in the project's
+convention: pitch > 0 = looking down, yaw > 0 = face turned towards image left, roll > 0 = clockwise.
+outputs: REPORT/report.md, REPORT/report.html (browsable, with REPORT/thumbs/), REPORT/summary.json,
+REPORT/per_image.csv|jsonl (one row per tree x combination x angled image), REPORT/per_image_gt.csv|jsonl,
 REPORT/tables/*.csv|json, REPORT/figures/*.png, REPORT/evaluate.log (the log of every run).
 devices: the torch models on --device; the ONNX models on CUDA only with onnxruntime-gpu (else the CPU, said once);
 dlib on the CPU.
@@ -82,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-manifest", dest="use_manifest", action="store_false", default=None,
                     help="ignore OUT/manifest.jsonl (config frontal.use_manifest)")
     run = parser.add_argument_group("processing")
-    run.add_argument("--pose", choices=("auto", "1k3d68", "keypoints"),
-                     help="pose estimate for layouts without annotation (config dataset.pose)")
+    run.add_argument("--pose", choices=("auto", "1k3d68", "landmarks68", "keypoints"),
+                     help="pose model run on every detected face (config dataset.pose; see below)")
     run.add_argument("--retry", dest="retry", action="store_true", default=None,
                      help="pad / retry detection on tight crops (config detection.retry)")
     run.add_argument("--no-retry", dest="retry", action="store_false",

@@ -87,7 +87,8 @@ class EvalDatasetConfig:
     """How the dataset folder is read (``--layout`` sets ``layout``)."""
 
     layout: Literal["generic", "biwi", "lfw"] = field(default="generic", metadata={
-        "help": "generic = ID/*.ext + gt/ID.ext; biwi = hpdb/NN/frame_*_rgb.png + pose files; lfw = Name/*.jpg"})
+        "help": "generic = ID/*.ext + gt/ID.ext; biwi = [hpdb/]NN/frame_*_rgb.png|jpg + pose files; lfw = "
+                "Name/*.jpg"})
     gt_dir: str | None = field(default=None, metadata={
         "help": "GT folder (generic: default <data>/gt; biwi: optional <subject>.<ext> files instead of the "
                 "most frontal frame); relative to the dataset folder or absolute"})
@@ -95,10 +96,13 @@ class EvalDatasetConfig:
         "help": "lfw only: official pairs.txt for an extra pair-verification table"})
     lfw_min_images: int = field(default=2, metadata={
         "help": "lfw: identities with fewer images are dropped (a GT plus at least one probe)", "min": 2})
-    pose: Literal["auto", "1k3d68", "keypoints"] = field(default="auto", metadata={
-        "help": "pose of images without annotation (lfw GT choice, pose bins): 1k3d68 = InsightFace's 3-D "
-                "landmark model (weight insightface_1k3d68); keypoints = proxy from the 5 detected keypoints; "
-                "auto = 1k3d68 when its weight file is present (a corrupt file is an error), else keypoints"})
+    pose: Literal["auto", "1k3d68", "landmarks68", "keypoints"] = field(default="auto", metadata={
+        "help": "pose model run on every detected face (lfw GT choice and pose bins of images without a known pose; "
+                "its error against known poses is reported): 1k3d68 = InsightFace's 3-D landmark model (weight "
+                "insightface_1k3d68); landmarks68 = dlib's 68 landmarks fitted by a 3-D mean shape (offline extra); "
+                "keypoints = no model, yaw proxy from the 5 detected keypoints; auto = 1k3d68 when its weight file is "
+                "present (a corrupt file is an error), else landmarks68 when the offline extra is installed, else "
+                "keypoints (biwi: landmarks68 first, then 1k3d68)"})
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from frontalize.datasets.base import (
+    POSE_ANNOTATION,
+    POSE_CONVENTION,
+    POSE_RENDERED,
     Dataset,
     GroundTruth,
     HeadPose,
@@ -24,6 +27,9 @@ LAYOUTS: tuple[str, ...] = ("generic", "biwi", "lfw")
 
 __all__ = [
     "LAYOUTS",
+    "POSE_ANNOTATION",
+    "POSE_CONVENTION",
+    "POSE_RENDERED",
     "Dataset",
     "GroundTruth",
     "HeadPose",

@@ -5,7 +5,8 @@ layout annotates it, its head pose; plus one *GT* (reference, ideally frontal) i
 outputs are matched to their angled source by relative path (see :mod:`frontalize.evaluation.pairing`), so every
 image carries its POSIX path relative to the dataset root.
 
-Angles are in degrees: pitch (up/down), yaw (left/right), roll (in-plane).
+Angles are in degrees, in the project's head-pose convention (LivePortrait's, see
+:data:`POSE_CONVENTION`) whatever the source: every layout converts its annotation when it reads it.
 """
 
 from __future__ import annotations
@@ -22,14 +23,29 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
+POSE_CONVENTION = ("degrees; pitch > 0 = looking down, yaw > 0 = face turned towards image left (the subject's "
+                   "right), roll > 0 = clockwise on screen (LivePortrait's convention)")
+"""The one head-pose convention of every record, table, figure and per-image column."""
+
+POSE_ANNOTATION = "annotation"
+"""Source label of a pose annotated in the dataset (BIWI pose files, ``poses.csv`` / ``poses.json``)."""
+POSE_RENDERED = "rendered"
+"""Source label of the known pose of a synthetic render (e.g. the posed views of ``scripts/make_samples.py``)."""
+
 
 @dataclass(frozen=True)
 class HeadPose:
-    """Head pose in degrees (pitch up/down, yaw left/right, roll in-plane)."""
+    """A known head pose in degrees (:data:`POSE_CONVENTION`).
+
+    Attributes:
+        pitch, yaw, roll: the angles.
+        source: where the pose comes from: :data:`POSE_ANNOTATION` or :data:`POSE_RENDERED`.
+    """
 
     pitch: float
     yaw: float
     roll: float = 0.0
+    source: str = POSE_ANNOTATION
 
 
 @dataclass(frozen=True)
@@ -47,12 +63,21 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class Record:
-    """One angled probe image of ``subject`` (with its annotated pose when the layout has one)."""
+    """One angled probe image of ``subject``.
+
+    Attributes:
+        subject: identity.
+        image: the file.
+        pose: its known pose (annotated, or the pose a synthetic view was rendered at), else None.
+        group: e.g. the BIWI sequence.
+        synthetic: the image is a synthetic render (not a photograph), as the dataset declares it.
+    """
 
     subject: str
     image: ImageRef
     pose: HeadPose | None = None
     group: str | None = None
+    synthetic: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,7 @@ class Dataset:
         pose_source: "annotated" (from the dataset), "estimated" (filled later) or "none".
         pairs: optional official verification pairs.
         notes: counts of skipped files and similar facts for the report.
+        supplied_notes: text of the optional ``DATA/dataset_notes.txt`` the dataset ships (quoted in the report).
     """
 
     layout: str
@@ -97,6 +123,7 @@ class Dataset:
     pose_source: str = "none"
     pairs: tuple[VerificationPair, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    supplied_notes: str = ""
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -134,6 +161,27 @@ def image_ref(path: Path, root: Path, *, outside_prefix: str = "") -> ImageRef:
     except ValueError:
         rel = outside_prefix + resolved.name
     return ImageRef(path=resolved, rel=rel)
+
+
+NOTES_FILE = "dataset_notes.txt"
+"""Optional plain-text notes a dataset folder may ship (e.g. "these images are synthetic renders")."""
+_NOTES_MAX_CHARS = 20_000
+
+
+def read_supplied_notes(root: Path) -> str:
+    """Text of ``root/dataset_notes.txt`` (stripped; cut after 20,000 characters), or "" when there is none.
+
+    Raises:
+        InputError: the file exists but cannot be read as UTF-8 text.
+    """
+    path = root / NOTES_FILE
+    if not path.is_file():
+        return ""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the dataset notes ({exc})") from exc
+    return text if len(text) <= _NOTES_MAX_CHARS else text[:_NOTES_MAX_CHARS] + " [...]"
 
 
 def require_dir(path: Path, what: str) -> Path:

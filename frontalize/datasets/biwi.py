@@ -7,9 +7,13 @@
 * Identity is the *subject*, not the sequence: 24 sequences show 20 people, and sequences 15, 18, 21 and 22
   repeat subjects 03, 05, 02 and 07 (:data:`SEQUENCE_TO_SUBJECT`).
 * Each ``frame_NNNNN_pose.txt`` holds a 3×3 rotation matrix (three lines), a blank line and the head centre in
-  mm. It is converted to pitch/yaw/roll with the FSA-Net convention (:func:`rotation_to_euler`). The angles are
-  those annotated, i.e. in the depth camera's frame (the RGB camera is rotated by a few degrees; we do not
-  re-project, as the rest of the literature).
+  mm. The matrix is the head-to-camera rotation in a frame with x right, y down, z away from the camera — the
+  project's head frame — so its ZYX decomposition ``M = Rz(roll)·Ry(yaw)·Rx(pitch)`` gives the angles in the
+  project's convention directly (:func:`pose_from_matrix`; pitch > 0 = looking down, yaw > 0 = towards image left,
+  roll > 0 = clockwise). The FSA-Net conversion that papers report BIWI numbers in (:func:`rotation_to_euler`) has
+  pitch > 0 = looking UP and another Euler order; it is kept for comparison with published numbers only. The
+  angles are those annotated, i.e. in the depth camera's frame (the RGB camera is rotated by a few degrees; we do
+  not re-project, as the rest of the literature).
 * GT per subject: its most frontal annotated frame over all of its sequences (lowest sqrt(yaw² + pitch²), see
   :func:`~frontalize.datasets.base.frontality_score`), removed from the probes; or, when ``gt_dir`` is given,
   ``gt_dir/<subject>.<ext>`` (subject as two digits, e.g. ``03.png``) and every frame is a probe.
@@ -34,6 +38,7 @@ from frontalize.datasets.base import (
     frontality_score,
     image_ref,
     list_images,
+    read_supplied_notes,
     require_dir,
     select_most_frontal,
 )
@@ -57,10 +62,29 @@ def subject_of_sequence(sequence: str) -> str:
     return SEQUENCE_TO_SUBJECT.get(sequence, sequence)
 
 
-def rotation_to_euler(matrix: np.ndarray) -> HeadPose:
-    """BIWI rotation matrix (as stored in the pose file) -> pitch, yaw, roll in degrees.
+def pose_from_matrix(matrix: np.ndarray) -> HeadPose:
+    """BIWI rotation matrix (rows as stored in the pose file) -> pitch, yaw, roll in the project's convention.
 
-    FSA-Net convention (``data/TYY_create_db_biwi.py``): with ``R = Mᵀ``,
+    The ZYX decomposition ``M = Rz(roll)·Ry(yaw)·Rx(pitch)`` (column vectors) of the file matrix: the same as
+    :func:`frontalize.faces.headpose.pose_from_biwi_matrix`, which this layer may not import (``datasets`` imports no
+    ``faces``); a test keeps the two equal. Yaw lies in [−90°, 90°].
+
+    Args:
+        matrix: (3, 3) rotation matrix, rows as written in the file.
+    """
+    r = np.asarray(matrix, dtype=np.float64)
+    yaw = math.asin(float(np.clip(-r[2, 0], -1.0, 1.0)))
+    pitch = math.atan2(r[2, 1], r[2, 2])
+    roll = math.atan2(r[1, 0], r[0, 0])
+    return HeadPose(pitch=math.degrees(pitch), yaw=math.degrees(yaw), roll=math.degrees(roll))
+
+
+def rotation_to_euler(matrix: np.ndarray) -> HeadPose:
+    """BIWI rotation matrix (as stored in the pose file) -> FSA-Net's pitch, yaw, roll in degrees.
+
+    Not the project's convention (pitch > 0 is looking UP here, and the Euler order differs; for one-axis rotations
+    the result is ``(−pitch, yaw, roll)`` of :func:`pose_from_matrix`): kept to compare with published BIWI numbers,
+    which use it. FSA-Net convention (``data/TYY_create_db_biwi.py``): with ``R = Mᵀ``,
     roll = −atan2(R10, R00), yaw = −atan2(−R20, √(R21² + R22²)), pitch = atan2(R21, R22).
 
     Args:
@@ -74,7 +98,7 @@ def rotation_to_euler(matrix: np.ndarray) -> HeadPose:
 
 
 def read_pose_file(path: Path) -> HeadPose:
-    """Parse a ``frame_NNNNN_pose.txt`` file (3 matrix rows, blank line, head centre).
+    """Parse a ``frame_NNNNN_pose.txt`` file (3 matrix rows, blank line, head centre) into the project's convention.
 
     Raises:
         InputError: the file cannot be read or does not start with three rows of three numbers.
@@ -89,7 +113,7 @@ def read_pose_file(path: Path) -> HeadPose:
         matrix = np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
     except ValueError as exc:
         raise InputError(f"{path}: unreadable BIWI pose file ({exc})") from exc
-    return rotation_to_euler(matrix)
+    return pose_from_matrix(matrix)
 
 
 def find_sequence_root(root: Path) -> Path:
@@ -179,4 +203,5 @@ def load_biwi(
         gt_rule=rule,
         pose_source="annotated",
         notes=tuple(notes),
+        supplied_notes=read_supplied_notes(data_root),
     )

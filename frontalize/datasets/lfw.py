@@ -3,9 +3,10 @@
 LFW has no pose annotation and no designated frontal image, so the GT rule is ours (documented in every
 report): per identity, the image whose *estimated* pose is most frontal (lowest sqrt(yaw² + pitch²)) is the GT
 and is removed from the probes; the other images of that identity are the angled probes. Pose estimates come
-from the evaluator's detection pass: InsightFace 1k3d68 when its weight file is present (yaw and pitch),
-otherwise a |yaw| proxy from the five keypoints (:mod:`frontalize.evaluation.posecues`; pitch then counts as 0).
-Ties are broken by file name. Identities with fewer than
+from the evaluator's detection pass (``dataset.pose``): InsightFace 1k3d68 or the 68-point landmark estimator (yaw
+and pitch), or the yaw proxy from the five keypoints (:mod:`frontalize.evaluation.posecues`; pitch then counts as
+0). An image without a pose (no face, or landmarks that could not be fitted) cannot be the GT. Ties are broken by
+file name. Identities with fewer than
 ``min_images`` images (default 2: a GT and at least one probe) are dropped and counted.
 
 ``pairs.txt`` (View 2: a header ``folds pairs_per_fold`` then per fold the matched ``name i j`` lines followed
@@ -27,6 +28,7 @@ from frontalize.datasets.base import (
     VerificationPair,
     image_ref,
     list_images,
+    read_supplied_notes,
     require_dir,
     select_most_frontal,
 )
@@ -88,6 +90,7 @@ def load_lfw(
         pose_source="estimated",
         pairs=pairs,
         notes=tuple(notes),
+        supplied_notes=read_supplied_notes(data_root),
     )
 
 

@@ -6,6 +6,9 @@ Modules, in the order a run uses them:
 * :mod:`.trees` — match each ``--frontal-dir`` (and its variant sub-trees) to the angled inputs;
 * :mod:`.embed` / :mod:`.cache` — detection + embedding pass over unique images, cached by content hash and
   model fingerprint; :class:`~.embed.EmbedBatch` is the per-batch work any executor can drive;
+* :mod:`.poses` — every pose source (annotation, rendered, 1k3d68, the 68-point model, the keypoint proxy) in the
+  project's one convention; :mod:`.pose_error` — the pose line of the report and the estimators' error against
+  known poses (Table 7);
 * :mod:`.pairing` — per-record Angle↔GT / Frontal↔GT similarities and outcome counts (a missing face is counted,
   never scored 0);
 * :mod:`.metrics`, :mod:`.stats`, :mod:`.posecues` — pure numpy/scipy/sklearn functions;

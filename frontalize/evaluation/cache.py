@@ -3,10 +3,12 @@
 One SQLite file (``<cache dir>/embeddings.sqlite``) holds three tables:
 
 * ``files``: path, size, mtime → sha256 of the content (so a second run does not re-hash unchanged files);
-* ``detections``: (content hash, detector key) → outcome, attempt, score, box, 5 keypoints, pose;
+* ``detections``: (content hash, detector key) → outcome, attempt, score, box, 5 keypoints, pose (+ why a face
+  has no pose);
 * ``embeddings``: (content hash, detector key, recognizer key) → float32 vector.
 
-The detector key is the detector's fingerprint (model bytes + det size + thresholds) plus the retry settings;
+The detector key is the detector's fingerprint (model bytes + det size + thresholds) plus the retry settings and the
+pose model's fingerprint (model bytes, settings and output convention);
 the recognizer key is the recognizer's fingerprint (model bytes + alignment + preprocessing). Keys change when
 any of these change, so a stale entry is never reused. Because the key is the *content* hash, the same image
 reached through two output trees (or copied) is computed once, and evaluating a second output tree computes
@@ -53,8 +55,10 @@ class Detection:
         score: detector score of the used face.
         box: (4,) x1, y1, x2, y2 of the used face, or None.
         kps: (5, 2) keypoints of the used face, or None.
-        pose: (pitch, yaw, roll) when the detector chain estimates it, else None.
-        reason: why the image is unreadable (decode error text), else None.
+        pose: (pitch, yaw, roll) in degrees, project convention, when the evaluator's pose model ran on the used
+            face (:mod:`frontalize.evaluation.poses`); NaN × 3 when it could not fit the face's landmarks; else None.
+        reason: why the image is unreadable (decode error text), or why the pose model could not fit the face;
+            else None.
     """
 
     status: DetectionStatus

@@ -6,6 +6,11 @@ which also builds it in a child process) and the Ray actors (:mod:`~frontalize.e
 code. Models are placed by the face registry with :func:`frontalize.devices.model_device`: on a CUDA machine the
 torch detector runs on the GPU, the ONNX models only with onnxruntime's CUDA provider, dlib on the CPU.
 
+Head pose: with a pose model (``ModelSpec.pose_model``: ``1k3d68`` or ``landmarks68``,
+:mod:`frontalize.evaluation.poses`) the used face's pose is estimated right after its detection, in the project's
+convention, and stored with the detection; a face whose landmarks cannot be fitted gets
+:data:`~frontalize.evaluation.poses.UNFIT_POSE` and the reason.
+
 Tight crops: with ``retry`` on, a detector that finds nothing on the plain image is tried again on a padded copy
 and at smaller detection sizes (:func:`frontalize.faces.align.detect_with_retry`). The attempt that found the
 face is stored, so no-face counts *without* the retry are known too.
@@ -16,14 +21,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from frontalize.errors import InputError
 from frontalize.evaluation.cache import Detection
+from frontalize.evaluation.poses import UNFIT_POSE, PoseModel, build_pose_model
 from frontalize.faces import registry
 from frontalize.faces.align import detect_with_retry
+from frontalize.faces.headpose import LandmarkFitError
 from frontalize.faces.types import Face, FaceDetector, FaceRecognizer
 from frontalize.io.images import load_image
 
@@ -58,20 +64,8 @@ class ModelSpec:
     retry_sizes: tuple[int, ...] = (448,)
     batch_size: int = 32
     max_pixels: int = 64_000_000
-    estimate_pose: bool = False
-
-
-class PoseEstimator(Protocol):
-    """Head-pose model run on the used face (InsightFace 1k3d68, :mod:`frontalize.faces.landmarks`)."""
-
-    @property
-    def fingerprint(self) -> str:
-        """Model bytes + preprocessing."""
-        ...
-
-    def pose(self, image: np.ndarray, face: Face) -> tuple[float, float, float]:
-        """(pitch, yaw, roll) in degrees."""
-        ...
+    pose_model: str | None = None
+    """Pose model run on each used face (``1k3d68`` / ``landmarks68``), None for none (keypoint proxy)."""
 
 
 DetectorFactory = Callable[..., FaceDetector]
@@ -85,7 +79,7 @@ class ModelSet:
     spec: ModelSpec
     detectors: dict[str, FaceDetector]
     recognizers: dict[str, FaceRecognizer]
-    pose_estimator: PoseEstimator | None = None
+    pose_estimator: PoseModel | None = None
 
     @classmethod
     def build(
@@ -94,19 +88,19 @@ class ModelSet:
         *,
         detector_factory: DetectorFactory | None = None,
         recognizer_factory: RecognizerFactory | None = None,
-        pose_factory: Callable[..., PoseEstimator] | None = None,
+        pose_factory: Callable[..., PoseModel] | None = None,
     ) -> ModelSet:
         """Build every model of ``spec`` (weights must have been verified by the caller).
 
         Args:
             spec: model recipe.
             detector_factory / recognizer_factory / pose_factory: replacements of
-                :func:`frontalize.faces.registry.build_detector` / ``build_recognizer`` /
-                ``build_pose_estimator`` (tests).
+                :func:`frontalize.faces.registry.build_detector` / ``build_recognizer`` and
+                :func:`frontalize.evaluation.poses.build_pose_model` (tests).
         """
         detector_factory = detector_factory or registry.build_detector
         recognizer_factory = recognizer_factory or registry.build_recognizer
-        pose_factory = pose_factory or registry.build_pose_estimator
+        pose_factory = pose_factory or build_pose_model
         detectors = {
             name: detector_factory(name, weights_root=spec.weights_root, det_size=spec.det_size,
                                    threshold=spec.threshold, nms_threshold=spec.nms_threshold, device=spec.device)
@@ -117,7 +111,8 @@ class ModelSet:
                                      batch_size=spec.batch_size)
             for name in spec.recognizers
         }
-        pose = pose_factory(weights_root=spec.weights_root, device=spec.device) if spec.estimate_pose else None
+        pose = (pose_factory(spec.pose_model, weights_root=spec.weights_root, device=spec.device)
+                if spec.pose_model else None)
         return cls(spec, detectors, recognizers, pose)
 
     def detector_key(self, name: str) -> str:
@@ -156,13 +151,22 @@ class ImageResult:
     embeddings: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
-def _to_detection(faces: Sequence[Face], attempt: str | None) -> tuple[Detection, Face | None]:
+def _to_detection(faces: Sequence[Face], attempt: str | None, reason: str | None = None
+                  ) -> tuple[Detection, Face | None]:
     if not faces:
         return Detection(status="no_face", attempt=None, n_faces=0), None
     face = faces[0]  # detectors return faces largest first: the evaluated face is the largest one
     detection = Detection(status="face", attempt=attempt, n_faces=len(faces), score=face.score,
-                          box=np.asarray(face.box), kps=np.asarray(face.kps), pose=face.pose)
+                          box=np.asarray(face.box), kps=np.asarray(face.kps), pose=face.pose, reason=reason)
     return detection, face
+
+
+def estimate_pose(model: PoseModel, image: np.ndarray, face: Face) -> tuple[tuple[float, float, float], str | None]:
+    """(pose, None) of ``face``, or (:data:`UNFIT_POSE`, reason) when its landmarks cannot be fitted."""
+    try:
+        return model.pose(image, face), None
+    except LandmarkFitError as error:
+        return UNFIT_POSE, f"{error.status}: {error}"
 
 
 def _face_of(detection: Detection) -> Face | None:
@@ -198,9 +202,11 @@ class EmbedBatch:
                                                retry_sizes=spec.retry_sizes)
         else:
             faces, attempt = detector.detect(rgb), PLAIN_ATTEMPT
+        reason = None
         if faces and self.models.pose_estimator is not None:
-            faces = [faces[0].with_pose(self.models.pose_estimator.pose(rgb, faces[0])), *faces[1:]]
-        return _to_detection(faces, attempt if faces else None)
+            pose, reason = estimate_pose(self.models.pose_estimator, rgb, faces[0])
+            faces = [faces[0].with_pose(pose), *faces[1:]]
+        return _to_detection(faces, attempt if faces else None, reason)
 
     def _process(self, task: ImageTask, result: ImageResult,
                  chips: dict[str, list[tuple[int, str, np.ndarray]]], index: int) -> None:

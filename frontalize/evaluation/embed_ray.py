@@ -24,6 +24,7 @@ from typing import Any
 
 from frontalize.config.ray_config import RayConfig
 from frontalize.evaluation.embed_batch import EmbedBatch, ImageResult, ImageTask, ModelSpec
+from frontalize.evaluation.poses import POSE_1K3D68
 from frontalize.faces.registry import POSE68_KEYS, detector_weight_keys, recognizer_weight_keys
 from frontalize.ray_support import (
     actor_device,
@@ -47,7 +48,7 @@ def spec_weight_keys(spec: ModelSpec) -> tuple[str, ...]:
     """Registry keys of every model a :class:`ModelSpec` builds (offline models need none)."""
     keys = [key for name in spec.detectors for key in detector_weight_keys(name)]
     keys += [key for name in spec.recognizers for key in recognizer_weight_keys(name)]
-    if spec.estimate_pose:
+    if spec.pose_model == POSE_1K3D68:  # the 68-point estimator's file ships in a package (verified when built)
         keys += list(POSE68_KEYS)
     return tuple(dict.fromkeys(keys))
 

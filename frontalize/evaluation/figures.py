@@ -192,6 +192,10 @@ def similarity_strip(path: Path, probes: Sequence[tuple[str, str, Sequence[Strip
     return _mosaic(path, rows, title, thumb=thumb, dpi=dpi)
 
 
+AXIS_SENSE = {"pitch": "; > 0 = looking down"}
+"""What a positive angle means on each pose axis (the project's convention), shown in the axis label."""
+
+
 def pose_bin_plot(path: Path, series: Sequence[BinSeries], title: str, *, dpi: int = 100) -> Path:
     """Net gain per pose bin (one panel per axis) with CI error bars; a dashed line marks zero."""
     axes_names = list(dict.fromkeys(s.axis for s in series)) or ["|yaw|"]
@@ -211,7 +215,7 @@ def pose_bin_plot(path: Path, series: Sequence[BinSeries], title: str, *, dpi: i
         ax.set_xticks(np.arange(len(labels)))
         ax.set_xticklabels(labels, rotation=30, fontsize=7)
         ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
-        ax.set_xlabel(f"{axis} bin (degrees)")
+        ax.set_xlabel(f"{axis} bin (degrees{AXIS_SENSE.get(axis, '')})")
         ax.set_ylabel("net gain (Frontal↔GT − Angle↔GT)")
         ax.legend(fontsize=7)
     figure.suptitle(title, fontsize=9)

@@ -24,7 +24,7 @@ import numpy as np
 from frontalize.datasets.base import Dataset, Record
 from frontalize.evaluation.cache import Detection
 from frontalize.evaluation.embed import PLAIN_ATTEMPT, EmbeddingStore
-from frontalize.evaluation.posecues import keypoint_pose
+from frontalize.evaluation.poses import image_pose
 from frontalize.evaluation.trees import FrontalArm
 
 log = logging.getLogger(__name__)
@@ -106,20 +106,17 @@ def build_gallery(dataset: Dataset, store: EmbeddingStore, detector: str, recogn
 
 
 def estimated_pose(detection: Detection | None) -> tuple[float, float]:
-    """(pitch, yaw) of a detection: the detector chain's own pose when present, else the keypoint proxy."""
-    if detection is None or not detection.found or detection.kps is None:
-        return float("nan"), float("nan")
-    if detection.pose is not None:
-        return float(detection.pose[0]), float(detection.pose[1])
-    pitch, yaw, _ = keypoint_pose(detection.kps)
-    return pitch, yaw
+    """(pitch, yaw) of a detection (NaN when unknown): the pose model's estimate when it ran, else the keypoint
+    proxy; project convention (:func:`frontalize.evaluation.poses.image_pose`)."""
+    pose = image_pose(None, detection, None)
+    return pose.pitch_or_nan, pose.yaw_or_nan
 
 
 def probe_pose(record: Record, detection: Detection | None) -> tuple[float, float]:
-    """(pitch, yaw) of a probe: annotated when the dataset has it, else estimated from its detection."""
-    if record.pose is not None:
-        return record.pose.pitch, record.pose.yaw
-    return estimated_pose(detection)
+    """(pitch, yaw) of a probe (NaN when unknown): its known pose (annotated or rendered) when the dataset has it,
+    else estimated from its detection."""
+    pose = image_pose(record.pose, detection, None)
+    return pose.pitch_or_nan, pose.yaw_or_nan
 
 
 def _frontal_outcome(arm: FrontalArm, rel: str, store: EmbeddingStore, detector: str) -> str:

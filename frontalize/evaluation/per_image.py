@@ -8,8 +8,9 @@ Everything comes from what the evaluation already holds — the detections and e
 :class:`~.embed.EmbeddingStore`, the combinations' GT galleries, the output trees and their manifests — so no
 image is decoded, detected or embedded again. The similarities are the same dot products that
 :func:`~.pairing.pair_arm` computes, so the mean of ``gain`` over ``pair_status == "paired"`` rows is Table 1's net
-gain. A value that does not exist (no face, unknown pitch, no manifest) is ``None``: empty in CSV, ``null`` in
-JSON Lines, never 0.
+gain. A value that does not exist (no face, unknown pitch, landmarks that could not be fitted, no manifest) is
+``None``: empty in CSV, ``null`` in JSON Lines, never 0. Angles are in the project's convention
+(``frontalize.datasets.base.POSE_CONVENTION``) whatever their source.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from typing import Any
 import numpy as np
 
 from frontalize.config.evaluation import StatsConfig
+from frontalize.datasets import base
 from frontalize.datasets.base import HeadPose, Record
-from frontalize.evaluation import stats
+from frontalize.evaluation import poses, stats
 from frontalize.evaluation.cache import Detection
 from frontalize.evaluation.embed import PLAIN_ATTEMPT, EmbeddingStore
 from frontalize.evaluation.guard_report import TreeRow, read_tree_rows
-from frontalize.evaluation.posecues import keypoint_pose
 from frontalize.evaluation.results import EvaluationResults
-from frontalize.evaluation.trees import FrontalArm
+from frontalize.evaluation.trees import OK_STATUSES, FrontalArm
 from frontalize.io.atomic import atomic_write_text
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
 
 PER_IMAGE_COLUMNS: tuple[str, ...] = (
     "arm", "combination", "subject", "rel",
-    "pitch", "yaw", "roll", "pose_source", "yaw_bin", "pitch_bin",
+    "pitch", "yaw", "roll", "pose_source", "pose_status", "synthetic", "yaw_bin", "pitch_bin",
     "sim_angle_gt", "sim_frontal_gt", "gain", "pair_status",
     "angle_detection", "frontal_detection",
     "inference_status", "inference_reason", "residual_pitch", "residual_yaw", "residual_roll",
@@ -61,12 +62,12 @@ PER_IMAGE_COLUMNS: tuple[str, ...] = (
 )
 """Columns of ``per_image.csv`` in order (documented in README)."""
 
-GT_COLUMNS: tuple[str, ...] = ("subject", "gt_rel", "gt_path", "pitch", "yaw", "roll", "pose_source", "n_probes",
-                               "gt_rule")
+GT_COLUMNS: tuple[str, ...] = ("subject", "gt_rel", "gt_path", "pitch", "yaw", "roll", "pose_source", "pose_status",
+                               "n_probes", "gt_rule")
 """Columns of ``per_image_gt.csv`` in order (documented in README)."""
 
-POSE_ANNOTATION = "annotation"
-POSE_KEYPOINTS = "keypoints"
+POSE_ANNOTATION = base.POSE_ANNOTATION
+POSE_KEYPOINTS = poses.POSE_KEYPOINTS
 """Pose-source labels besides the estimator's own name (see :func:`pose_with_source`)."""
 
 _SIM_DIGITS = 6
@@ -82,23 +83,15 @@ def _round(value: float | None, digits: int) -> float | None:
 
 def pose_with_source(pose: HeadPose | None, detection: Detection | None,
                      estimator: str | None) -> tuple[float | None, float | None, float | None, str | None]:
-    """(pitch, yaw, roll, source) of an image, in degrees, the way the pose bins see it.
+    """(pitch, yaw, roll, source) of an image, in degrees (project convention), the way the pose bins see it.
 
-    The annotation wins; else the pose the detector chain estimated (``detection.pose``, labelled with the
-    estimator's name, e.g. ``"1k3d68"``); else the 5-keypoint proxy (``"keypoints"``: pitch unknown); else
-    nothing (no face). Same precedence as :func:`frontalize.evaluation.pairing.probe_pose`.
+    The known pose wins (``annotation`` or ``rendered``); else the pose model's estimate (``detection.pose``,
+    labelled with the model's name, e.g. ``"landmarks68"``; nothing when it could not fit the face); else the
+    5-keypoint proxy (``"keypoints"``: pitch unknown); else nothing (no face). See
+    :func:`frontalize.evaluation.poses.image_pose`, which the pose bins use too.
     """
-    if pose is not None:
-        values: tuple[float, float, float] = (pose.pitch, pose.yaw, pose.roll)
-        source = POSE_ANNOTATION
-    elif detection is None or not detection.found or detection.kps is None:
-        return None, None, None, None
-    elif detection.pose is not None:
-        values, source = tuple(detection.pose), estimator or "estimator"  # type: ignore[assignment]
-    else:
-        values, source = keypoint_pose(detection.kps), POSE_KEYPOINTS
-    pitch, yaw, roll = (float(v) if v is not None and math.isfinite(v) else None for v in values)
-    return pitch, yaw, roll, source
+    found = poses.image_pose(pose, detection, estimator)
+    return found.pitch, found.yaw, found.roll, found.source
 
 
 def detection_outcome(detection: Detection | None) -> str:
@@ -140,7 +133,9 @@ def _inference(arm: FrontalArm, rel: str, tree_row: TreeRow | None) -> dict[str,
     residual = (tree_row.output_pose if tree_row is not None else None) or {}
     chosen = tree_row.chosen if tree_row is not None else None
     guard = tree_row.guard if tree_row is not None else None
-    status = failure[0] if failure else ("ok" if tree_row is not None else None)
+    listed = arm.statuses.get(rel)  # the last manifest row's status, e.g. skipped_existing
+    status = failure[0] if failure else (listed if listed in OK_STATUSES else None) or \
+        ("ok" if tree_row is not None else None)
     return {
         "inference_status": status,
         "inference_reason": (failure[1] or None) if failure else None,
@@ -193,11 +188,13 @@ def _row(ctx: _Context, record: Record) -> dict[str, Any]:
     frontal_path = ctx.arm.outputs.get(rel)
     sim_angle = _similarity(store, record.image.path, ctx.pair, gt_vector)
     sim_frontal = _similarity(store, frontal_path, ctx.pair, gt_vector)
-    pitch, yaw, roll, source = pose_with_source(record.pose, angle_det, ctx.results.pose_estimator)
+    pose = poses.image_pose(record.pose, angle_det, ctx.results.pose_estimator)
+    pitch, yaw = pose.pitch, pose.yaw
     return {
         "arm": ctx.arm.name, "combination": ctx.combination, "subject": subject, "rel": rel,
-        "pitch": _round(pitch, _ANGLE_DIGITS), "yaw": _round(yaw, _ANGLE_DIGITS), "roll": _round(roll, _ANGLE_DIGITS),
-        "pose_source": source, "yaw_bin": ctx.bins.yaw(yaw), "pitch_bin": ctx.bins.pitch(pitch),
+        "pitch": _round(pitch, _ANGLE_DIGITS), "yaw": _round(yaw, _ANGLE_DIGITS),
+        "roll": _round(pose.roll, _ANGLE_DIGITS), "pose_source": pose.source, "pose_status": pose.status,
+        "synthetic": record.synthetic, "yaw_bin": ctx.bins.yaw(yaw), "pitch_bin": ctx.bins.pitch(pitch),
         "sim_angle_gt": _round(sim_angle, _SIM_DIGITS), "sim_frontal_gt": _round(sim_frontal, _SIM_DIGITS),
         "gain": None if sim_angle is None or sim_frontal is None else _round(sim_frontal - sim_angle, _SIM_DIGITS),
         "pair_status": _pair_status(gt is not None, gt_vector is not None, sim_angle is not None,
@@ -234,12 +231,11 @@ def build_gt_rows(results: EvaluationResults) -> list[dict[str, Any]]:
     rows = []
     for subject in sorted(dataset.gt):
         gt = dataset.gt[subject]
-        pitch, yaw, roll, source = pose_with_source(gt.pose, results.store.detection(gt.image.path, detector),
-                                                    results.pose_estimator)
+        pose = poses.image_pose(gt.pose, results.store.detection(gt.image.path, detector), results.pose_estimator)
         rows.append({"subject": subject, "gt_rel": gt.image.rel, "gt_path": str(gt.image.path),
-                     "pitch": _round(pitch, _ANGLE_DIGITS), "yaw": _round(yaw, _ANGLE_DIGITS),
-                     "roll": _round(roll, _ANGLE_DIGITS), "pose_source": source, "n_probes": probes.get(subject, 0),
-                     "gt_rule": dataset.gt_rule})
+                     "pitch": _round(pose.pitch, _ANGLE_DIGITS), "yaw": _round(pose.yaw, _ANGLE_DIGITS),
+                     "roll": _round(pose.roll, _ANGLE_DIGITS), "pose_source": pose.source,
+                     "pose_status": pose.status, "n_probes": probes.get(subject, 0), "gt_rule": dataset.gt_rule})
     return rows
 
 

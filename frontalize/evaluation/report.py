@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from frontalize import __version__
-from frontalize.datasets.base import Dataset
+from frontalize.datasets.base import NOTES_FILE, POSE_CONVENTION, Dataset
 from frontalize.evaluation.analysis import SIMILARITY_DEFINITIONS
 from frontalize.evaluation.figure_plan import FigureRef, make_figures
+from frontalize.evaluation.pose_error import unfit_count
 from frontalize.evaluation.results import EvaluationResults
 from frontalize.evaluation.tables import Table, build_tables
 from frontalize.evaluation.trees import MATCHING_RULE, FrontalArm
@@ -87,8 +88,13 @@ def summary_dict(results: EvaluationResults) -> dict[str, Any]:
         "dataset": {
             "layout": dataset.layout, "root": str(dataset.root), "n_records": len(dataset.records),
             "n_subjects": len(dataset.subjects), "n_gt": len(dataset.gt), "gt_rule": dataset.gt_rule,
-            "pose_source": results.pose_source, "notes": list(dataset.notes),
+            "pose_source": results.pose_source, "pose_convention": POSE_CONVENTION,
+            "n_synthetic": sum(r.synthetic for r in dataset.records), "notes": list(dataset.notes),
+            "supplied_notes": dataset.supplied_notes or None,
         },
+        "pose_error": {"pose_model": results.pose_estimator, "rows": list(results.pose_error)},
+        "pose_unfit": unfit_count(dataset, results.store, results.combinations[0].combination.detector)
+        if results.combinations else 0,
         "arms": [{"name": a.name, "root": str(a.root), "prefix": a.prefix, "outputs": len(a.outputs),
                   "failures": len(a.failures), "manifest": a.manifest} for a in results.arms],
         "combinations": [{"label": c.label, "detector": c.combination.detector,
@@ -114,6 +120,7 @@ def _header(results: EvaluationResults) -> list[str]:
         f"{len(dataset.subjects)} subjects, {len(dataset.gt)} GT images.",
         f"- GT rule: {dataset.gt_rule}.",
         f"- Pose: {results.pose_source}.",
+        *_synthetic_line(dataset),
         "- Output trees: " + ", ".join(f"`{a.name}` ({len(a.outputs)} outputs"
                                        f"{', manifest read' if a.manifest else ''})" for a in results.arms) + ".",
         "- Combinations: " + ", ".join(f"`{c.label}`" for c in results.combinations) + ".",
@@ -132,7 +139,19 @@ def _header(results: EvaluationResults) -> list[str]:
         + ("; browse them in [report.html](report.html)." if cfg.report.html else "."),
     ]
     lines += [f"- Note: {note}" for note in [*dataset.notes, *results.notes]]
+    if dataset.supplied_notes:
+        lines += ["", f"## Dataset notes (`{NOTES_FILE}` supplied with the dataset)", "",
+                  *(f"> {line}".rstrip() for line in dataset.supplied_notes.splitlines())]
     return lines
+
+
+def _synthetic_line(dataset: Dataset) -> list[str]:
+    synthetic = sum(r.synthetic for r in dataset.records)
+    if not synthetic:
+        return []
+    return [f"- **Synthetic images:** {synthetic} of the {len(dataset.records)} angled images are synthetic renders, "
+            "not photographs (column `synthetic` of per_image.csv; see the dataset notes); their numbers measure the "
+            "renderer as much as the frontalizer."]
 
 
 def _figure_lines(figures: Sequence[FigureRef], out_dir: Path) -> list[str]:

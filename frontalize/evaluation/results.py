@@ -61,4 +61,6 @@ class EvaluationResults:
     extras: dict[str, Any] = field(default_factory=dict)
     verified_weights: dict[str, Any] = field(default_factory=dict)
     pose_estimator: str | None = None
-    """Name of the model that estimated the pose of unannotated images (``"1k3d68"``); None = 5-keypoint proxy."""
+    """Pose model of the detection pass (``"1k3d68"``, ``"landmarks68"``); None = 5-keypoint proxy only."""
+    pose_error: list[dict[str, Any]] = field(default_factory=list)
+    """Pose estimators against the known poses (:func:`~.pose_error.pose_error_rows`); empty without known poses."""

@@ -9,7 +9,6 @@ run on the stored embeddings only.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 from frontalize.config.evaluation import CombinationConfig, EvalConfig
 from frontalize.datasets import Dataset, assign_gt, frontality_score, load_dataset
 from frontalize.datasets.base import HeadPose, Record
-from frontalize.errors import InputError
+from frontalize.errors import ConfigError, InputError
 from frontalize.evaluation import analysis
 from frontalize.evaluation.cache import EmbeddingCache, default_cache_dir
 from frontalize.evaluation.embed import (
@@ -31,16 +30,26 @@ from frontalize.evaluation.embed import (
     run_embedding_pass,
 )
 from frontalize.evaluation.html_report import write_per_image_outputs
-from frontalize.evaluation.pairing import build_gallery, estimated_pose, pair_arm
+from frontalize.evaluation.pairing import build_gallery, pair_arm
+from frontalize.evaluation.pose_error import POSE_MODEL_TEXT, describe_pose_source, pose_error_rows
+from frontalize.evaluation.poses import (
+    POSE_1K3D68,
+    POSE_KEYPOINTS,
+    POSE_LANDMARKS68,
+    digest_root,
+    image_pose,
+    landmarks68_installed,
+)
 from frontalize.evaluation.report import ReportSection, SectionImages, write_report
 from frontalize.evaluation.results import ArmResult, CombinationResult, EvaluationResults
 from frontalize.evaluation.trees import FrontalArm, discover_arms, unique_arm_names
+from frontalize.faces.landmarks68 import PREDICTOR_KEY
 from frontalize.faces.registry import POSE68_KEYS, detector_weight_keys, recognizer_weight_keys
-from frontalize.weights import verify_weights, weight_path
+from frontalize.weights import OFFLINE_INSTALL, verify_packaged, verify_weights, weight_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvaluationInputs", "evaluate", "required_weight_keys", "verify_evaluation_weights"]
+__all__ = ["EvaluationInputs", "evaluate", "required_weight_keys", "resolve_pose_model", "verify_evaluation_weights"]
 
 
 @dataclass(frozen=True)
@@ -62,30 +71,57 @@ def required_weight_keys(cfg: EvalConfig) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def verify_evaluation_weights(cfg: EvalConfig, weights_root: Path) -> tuple[dict[str, Any], bool]:
-    """Verify the weights (raises WeightsMissingError listing every problem); decide on 1k3d68 pose.
+def resolve_pose_model(cfg: EvalConfig, weights_root: Path) -> str | None:
+    """The pose model of the detection pass for ``dataset.pose`` (None = the 5-keypoint proxy only).
 
-    With ``dataset.pose: auto`` the 1k3d68 model is used when its file is present, and must then pass
-    verification like every other weight; only an absent file falls back to the 5-keypoint proxy.
+    * ``1k3d68`` / ``landmarks68``: that model (a missing offline extra is a ConfigError naming the install command);
+    * ``keypoints``: none;
+    * ``auto`` on the generic and LFW layouts: 1k3d68 when its weight file is present, else the 68-point estimator
+      when the offline extra is installed, else none;
+    * ``auto`` on BIWI (annotated; the model only measures its own error against the annotations): the 68-point
+      estimator when the offline extra is installed, else 1k3d68 when its file is present, else none.
+    """
+    choice = cfg.dataset.pose
+    if choice == "keypoints":
+        return None
+    if choice == POSE_LANDMARKS68 and not landmarks68_installed():
+        raise ConfigError(f"dataset.pose: landmarks68 needs the offline extra (dlib, face-recognition-models); "
+                          f"install it with: {OFFLINE_INSTALL}")
+    if choice != "auto":
+        return choice
+    has_1k3d68 = all(weight_path(key, weights_root).is_file() for key in POSE68_KEYS)
+    order = ((POSE_LANDMARKS68, landmarks68_installed()), (POSE_1K3D68, has_1k3d68))
+    if cfg.dataset.layout != "biwi":
+        order = order[::-1]
+    for name, available in order:
+        if available:
+            return name
+    log.info("no pose model (1k3d68 file %s absent, offline extra not installed): poses are estimated from the 5 "
+             "keypoints (yaw only)", weight_path(POSE68_KEYS[0], weights_root))
+    return None
+
+
+def verify_evaluation_weights(cfg: EvalConfig, weights_root: Path) -> tuple[dict[str, Any], str | None]:
+    """Verify the weights (raises WeightsMissingError listing every problem) and choose the pose model.
+
+    The pose model (:func:`resolve_pose_model`) is verified like every other weight: with ``dataset.pose: auto`` only
+    an absent 1k3d68 file or a missing offline extra falls back; a present but corrupt file is an error (exit 3).
 
     Returns:
-        (verified weights by key, whether the 1k3d68 pose estimator is used).
+        (verified weights by key, the pose model's name or None).
     """
     verified = dict(verify_weights(required_weight_keys(cfg), weights_root,
                                    allow_unverified=cfg.allow_unverified_weights))
-    use_pose = cfg.dataset.pose == "1k3d68" and cfg.dataset.layout != "biwi"
-    if cfg.dataset.pose == "auto" and cfg.dataset.layout != "biwi":
-        # Only an absent file falls back to the keypoint proxy; a present but corrupt one is an error (exit 3).
-        if all(weight_path(key, weights_root).is_file() for key in POSE68_KEYS):
-            verified.update(verify_weights(POSE68_KEYS, weights_root, allow_unverified=cfg.allow_unverified_weights))
-            use_pose = True
-        else:
-            log.info("1k3d68 pose model not present (%s): poses are estimated from the 5 keypoints",
-                     weight_path(POSE68_KEYS[0], weights_root))
-    return verified, use_pose
+    pose_model = resolve_pose_model(cfg, weights_root)
+    if pose_model == POSE_1K3D68:
+        verified.update(verify_weights(POSE68_KEYS, weights_root, allow_unverified=cfg.allow_unverified_weights))
+    elif pose_model == POSE_LANDMARKS68:
+        verified[PREDICTOR_KEY] = verify_packaged(PREDICTOR_KEY, root=digest_root(weights_root))
+    log.info("pose model of the detection pass: %s", pose_model or "none (5-keypoint yaw proxy)")
+    return verified, pose_model
 
 
-def _model_spec(cfg: EvalConfig, weights_root: Path, device: str, use_pose: bool) -> ModelSpec:
+def _model_spec(cfg: EvalConfig, weights_root: Path, device: str, pose_model: str | None) -> ModelSpec:
     det = cfg.detection
     return ModelSpec(
         detectors=tuple(dict.fromkeys(c.detector for c in cfg.combinations)),
@@ -93,7 +129,7 @@ def _model_spec(cfg: EvalConfig, weights_root: Path, device: str, use_pose: bool
         weights_root=str(weights_root), device=device, det_size=det.det_size, threshold=det.threshold,
         nms_threshold=det.nms_threshold, retry=det.retry, pad_fraction=det.pad_fraction,
         retry_sizes=det.retry_sizes, batch_size=cfg.run.batch_size, max_pixels=cfg.run.max_pixels,
-        estimate_pose=use_pose,
+        pose_model=pose_model,
     )
 
 
@@ -107,15 +143,14 @@ def _image_paths(dataset: Dataset, arms: Sequence[FrontalArm]) -> list[Path]:
     return paths
 
 
-def _choose_lfw_gt(dataset: Dataset, store: EmbeddingStore, detector: str, use_pose: bool) -> Dataset:
+def _choose_lfw_gt(dataset: Dataset, store: EmbeddingStore, detector: str, pose_model: str | None) -> Dataset:
     def score(record: Record) -> float | None:
-        pitch, yaw = estimated_pose(store.detection(record.image.path, detector))
-        if math.isnan(yaw):  # no face: cannot be the GT
+        pose = image_pose(None, store.detection(record.image.path, detector), pose_model)
+        if pose.yaw is None:  # no face, or landmarks that could not be fitted: cannot be the GT
             return None
-        return frontality_score(HeadPose(0.0 if math.isnan(pitch) else pitch, yaw))
+        return frontality_score(HeadPose(pose.pitch or 0.0, pose.yaw))
 
-    how = ("InsightFace 1k3d68 pose" if use_pose else "|yaw| proxy from the 5 keypoints") + \
-          f" of detector {detector}"
+    how = f"{POSE_MODEL_TEXT.get(pose_model or POSE_KEYPOINTS)} of detector {detector}"
     chosen = assign_gt(dataset, score, how)
     log.info("LFW: GT chosen for %d identities (%s)", len(chosen.gt), how)
     return chosen
@@ -164,14 +199,6 @@ def _combination(cfg: EvalConfig, combo: CombinationConfig, dataset: Dataset, ar
     return result
 
 
-def _pose_source(dataset: Dataset, use_pose: bool) -> str:
-    if dataset.pose_source == "annotated":
-        return "annotated in the dataset"
-    if use_pose:
-        return "estimated with InsightFace 1k3d68 on the angled image"
-    return "yaw estimated from the 5 detected keypoints of the angled image (coarse proxy; pitch unknown)"
-
-
 def evaluate(
     cfg: EvalConfig,
     inputs: EvaluationInputs,
@@ -181,7 +208,7 @@ def evaluate(
     runner: BatchRunner = local_runner,
     sections: Sequence[ReportSection] = (),
     model_factories: dict[str, Any] | None = None,
-    checked_weights: tuple[dict[str, Any], bool] | None = None,
+    checked_weights: tuple[dict[str, Any], str | None] | None = None,
 ) -> EvaluationResults:
     """Run a whole evaluation and write the report into ``inputs.out_dir``.
 
@@ -200,14 +227,14 @@ def evaluate(
         WeightsMissingError: before any image is read, listing every missing weight file.
         InputError: the dataset or an output tree cannot be read.
     """
-    verified, use_pose = checked_weights or verify_evaluation_weights(cfg, weights_root)
+    verified, pose_model = checked_weights or verify_evaluation_weights(cfg, weights_root)
     ds = cfg.dataset
     dataset = load_dataset(ds.layout, inputs.data_dir, gt_dir=ds.gt_dir, pairs_file=ds.pairs_file,
                            min_images=ds.lfw_min_images)
     rels = [r.image.rel for r in dataset.records]
     arms = unique_arm_names([arm for folder in inputs.frontal_dirs for arm in
                              discover_arms(folder, rels, kind=cfg.frontal.kind, use_manifest=cfg.frontal.use_manifest)])
-    models = ModelSet.build(_model_spec(cfg, weights_root, device, use_pose), **(model_factories or {}))
+    models = ModelSet.build(_model_spec(cfg, weights_root, device, pose_model), **(model_factories or {}))
     pairs = [(c.detector, c.recognizer) for c in cfg.combinations]
     cache_dir = (Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()) if cfg.cache.enabled \
         else None
@@ -217,14 +244,18 @@ def evaluate(
         store = run_embedding_pass(_image_paths(dataset, arms) + extra, pairs, models, cache,
                                    batch_size=cfg.run.batch_size, progress=cfg.run.progress, runner=runner)
     if dataset.layout == "lfw":
-        dataset = _choose_lfw_gt(dataset, store, cfg.combinations[0].detector, use_pose)
+        dataset = _choose_lfw_gt(dataset, store, cfg.combinations[0].detector, pose_model)
     if not dataset.gt:
         raise InputError(f"{inputs.data_dir}: no subject has a GT image, nothing to compare")
     combos = [_combination(cfg, combo, dataset, arms, store) for combo in cfg.combinations]
-    results = EvaluationResults(cfg, dataset, list(arms), combos, store, _pose_source(dataset, use_pose),
+    detector = cfg.combinations[0].detector
+    results = EvaluationResults(cfg, dataset, list(arms), combos, store,
+                                describe_pose_source(dataset, store, detector, pose_model),
                                 extras={"weights": {k: getattr(v, "sha256", None) for k, v in verified.items()},
                                         "cache": str(cache_dir) if cache_dir else None},
-                                verified_weights=verified, pose_estimator="1k3d68" if use_pose else None)
+                                verified_weights=verified, pose_estimator=pose_model,
+                                pose_error=pose_error_rows(dataset, store, [c.detector for c in cfg.combinations],
+                                                           pose_model, cfg.stats))
     write_report(results, inputs.out_dir, sections=sections)
     write_per_image_outputs(results, inputs.out_dir)  # per_image.csv/.jsonl, thumbnails, report.html
     return results

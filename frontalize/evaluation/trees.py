@@ -57,6 +57,8 @@ class FrontalArm:
         outputs: dataset relative path -> output image.
         failures: dataset relative path -> (manifest status, reason) for inputs inference could not process.
         manifest: whether a manifest was read.
+        statuses: dataset relative path -> status of the input's last manifest row (``ok``, ``skipped_existing``,
+            or a failure), for every input the manifest names.
     """
 
     name: str
@@ -65,6 +67,7 @@ class FrontalArm:
     outputs: Mapping[str, Path] = field(default_factory=dict)
     failures: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     manifest: bool = False
+    statuses: Mapping[str, str] = field(default_factory=dict)
 
     def status(self, rel: str) -> str:
         """"ok" (an output exists), "failed" (the manifest says inference failed) or "missing"."""
@@ -139,17 +142,17 @@ def _drop_stray(found: dict[str, dict[str, Path]]) -> dict[str, dict[str, Path]]
     return {p: v for p, v in found.items() if len(v) * 20 >= best}
 
 
-def _failures(root: Path, keys: Mapping[str, str]) -> tuple[dict[str, tuple[str, str]], bool]:
+def _manifest_statuses(root: Path, keys: Mapping[str, str]) -> tuple[dict[str, tuple[str, str]], bool]:
+    """Dataset rel -> (status, reason) of its last row in ``root/manifest.jsonl``, and whether there is a manifest."""
     path = root / "manifest.jsonl"
     if not path.is_file():
         return {}, False
-    failures: dict[str, tuple[str, str]] = {}
+    statuses: dict[str, tuple[str, str]] = {}
     for input_rel, row in latest_rows(read_manifest(path)).items():
-        status = str(row.get("status", ""))
         rel = keys.get(input_rel) or keys.get(rel_stem(input_rel))
-        if rel is not None and status not in OK_STATUSES:
-            failures[rel] = (status or "unknown", str(row.get("reason") or ""))
-    return failures, True
+        if rel is not None:
+            statuses[rel] = (str(row.get("status", "")) or "unknown", str(row.get("reason") or ""))
+    return statuses, True
 
 
 def discover_arms(
@@ -190,11 +193,13 @@ def discover_arms(
         raise InputError(f"--frontal-dir {root}: no image matches a dataset input by relative path "
                          f"(expected e.g. {root}/{rel_stem(rels[0]) if rels else 'ID/x'}.png)")
     arms_found = _drop_stray(_choose_kinds(found, kind))
-    failures, has_manifest = _failures(folder, keys) if use_manifest else ({}, False)
+    found_statuses, has_manifest = _manifest_statuses(folder, keys) if use_manifest else ({}, False)
+    statuses = {rel: status for rel, (status, _) in found_statuses.items()}
+    failures = {rel: entry for rel, entry in found_statuses.items() if entry[0] not in OK_STATUSES}
     label = name or folder.name
     arms = [
         FrontalArm(name=label if not prefix else f"{label}/{prefix}", root=folder, prefix=prefix,
-                   outputs=outputs, failures=failures, manifest=has_manifest)
+                   outputs=outputs, failures=failures, manifest=has_manifest, statuses=statuses)
         for prefix, outputs in sorted(arms_found.items())
     ]
     for arm in arms:
@@ -211,5 +216,5 @@ def unique_arm_names(arms: Iterable[FrontalArm]) -> list[FrontalArm]:
         seen[arm.name] += 1
         result.append(arm if seen[arm.name] == 1 else
                       FrontalArm(f"{arm.name}#{seen[arm.name]}", arm.root, arm.prefix, arm.outputs, arm.failures,
-                                 arm.manifest))
+                                 arm.manifest, arm.statuses))
     return result

@@ -7,6 +7,7 @@ failure (``scripts/test.sh`` installs the browser first with ``scripts/install_b
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -47,13 +48,16 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def sample_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """REPORT folder of ``evaluate.py --config configs/eval-offline.yaml`` (RetinaFace-mnet × dlib, real models) on
-    a tiny generic dataset of real faces (tests/evaluation/eval_photos.py) with two output trees."""
+    a tiny generic dataset of real faces (tests/evaluation/eval_photos.py) with two output trees; two angled images
+    are declared synthetic (posed_views.json)."""
     from eval_photos import face_crops, write_generic
 
     from frontalize.cli.evaluate import main
 
     root = tmp_path_factory.mktemp("browser_report")
     data, out, _ = write_generic(root, face_crops())
+    views = [{"path": rel, "pose": {"pitch": 0.0, "yaw": 20.0, "roll": 0.0}} for rel in ("p1/a.jpg", "p4/a.jpg")]
+    (data / "posed_views.json").write_text(json.dumps({"synthetic": True, "views": views}), encoding="utf-8")
     second = root / "copy"
     shutil.copytree(out, second, ignore=shutil.ignore_patterns("manifest.jsonl"))
     report = root / "report"

@@ -105,6 +105,20 @@ def test_filter_one_subject_and_a_status(browser: Any, sample_report: Path) -> N
     assert len(_shown(browser)) == len(rows)
 
 
+def test_filter_synthetic_images_and_their_badge(browser: Any, sample_report: Path) -> None:
+    rows = _csv(sample_report)
+    _open(browser, sample_report)
+    _select_option(browser, "filter-status", "synthetic image")
+    expected = [i for i, r in enumerate(rows) if r["synthetic"] == "true"]
+    assert len(expected) == 4 and _shown(browser) == expected  # 2 images × 2 trees
+    assert all(rows[i]["rel"] in ("p1/a.jpg", "p4/a.jpg") and rows[i]["pose_source"] == "rendered" for i in expected)
+    for tr in browser.find_elements(By.CSS_SELECTOR, "#rows-body tr"):
+        assert "synthetic" in tr.text
+    browser.find_element(By.ID, "reset").click()
+    plain = browser.find_element(By.CSS_SELECTOR, "#rows-body tr[data-row='0']").text
+    assert rows[0]["synthetic"] == "false" and "synthetic" not in plain
+
+
 def test_open_one_row(browser: Any, sample_report: Path) -> None:
     rows = _csv(sample_report)
     _open(browser, sample_report)

@@ -1,4 +1,5 @@
-"""BIWI layout: pose-file parsing (FSA-Net Euler convention), subject merging, GT rule, GT folder."""
+"""BIWI layout: pose-file parsing (the project's convention; FSA-Net's for comparison), subject merging, GT rule, GT
+folder."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from evaluation.eval_photos import rotation_matrix, write_pose_file  # tests/ is
 from frontalize.datasets import load_dataset
 from frontalize.datasets.biwi import read_pose_file, rotation_to_euler, subject_of_sequence
 from frontalize.errors import InputError
+from frontalize.faces.headpose import pose_from_biwi_matrix
 
 
 def _frame(root: Path, seq: str, index: int, pose: tuple[float, float, float] | None, ext: str = "png",
@@ -45,11 +47,17 @@ def test_fsa_net_formulas_by_hand() -> None:
 
 @pytest.mark.parametrize("angles", [(10.0, -35.0, 5.0), (-25.0, 60.0, -12.0), (0.0, 0.0, 40.0)])
 def test_pose_file_round_trip(tmp_path: Path, angles: tuple[float, float, float]) -> None:
+    # the fixture writes the matrix of FSA-Net angles; the layout reads it in the project's convention
     path = tmp_path / "frame_00001_pose.txt"
     write_pose_file(path, *angles)
     pose = read_pose_file(path)
-    assert (pose.pitch, pose.yaw, pose.roll) == pytest.approx(angles, abs=1e-4)
-    assert np.allclose(rotation_matrix(*angles) @ rotation_matrix(*angles).T, np.eye(3))
+    matrix = rotation_matrix(*angles)
+    fsa = rotation_to_euler(matrix)
+    assert (fsa.pitch, fsa.yaw, fsa.roll) == pytest.approx(angles, abs=1e-4)
+    expected = pose_from_biwi_matrix(np.round(matrix, 6))
+    assert (pose.pitch, pose.yaw, pose.roll) == pytest.approx(expected, abs=1e-3)
+    assert pose.source == "annotation"
+    assert np.allclose(matrix @ matrix.T, np.eye(3))
 
 
 def test_malformed_pose_file(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ def test_offline_yaml_needs_no_weights() -> None:
     cfg = load_config(EvalConfig, REPO / "configs" / "eval-offline.yaml")
     assert [(c.detector, c.recognizer) for c in cfg.combinations] == [("retinaface_mnet", "dlib_resnet")]
     assert required_weight_keys(cfg) == []
+    assert cfg.dataset.pose == "landmarks68"  # the packaged 68-point estimator, whatever else is downloaded
     assert config_to_dict(cfg)["stats"] == config_to_dict(EvalConfig())["stats"]
 
 
@@ -77,3 +78,14 @@ def test_missing_weights_exit_3_before_reading_images(tmp_path: Path, capsys: py
     stderr = capsys.readouterr().err  # the CLI's own log handler writes to stderr
     assert "insightface_glintr100" in stderr and "facexlib_retinaface_r50" in stderr and "download" in stderr
     assert not (tmp_path / "report").exists()
+
+
+def test_help_names_the_biwi_formats_pose_choices_and_every_output() -> None:
+    text = build_parser().format_help()
+    assert "frame_NNNNN_rgb.png|.jpg|.jpeg" in text and "frame_NNNNN_rgb.png +" not in text
+    assert "{auto,1k3d68,landmarks68,keypoints}" in text and "--set dataset.pose" in text
+    assert "yaw > 0 = face turned towards image left" in text and "pitch > 0 = looking down" in text
+    for output in ("report.md", "report.html", "thumbs/", "summary.json", "per_image.csv|jsonl",
+                   "per_image_gt.csv|jsonl", "tables/", "figures/", "evaluate.log"):
+        assert output in text, output
+    assert "posed_views.json" in text and "dataset_notes.txt" in text

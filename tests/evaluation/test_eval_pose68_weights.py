@@ -1,5 +1,6 @@
-"""``dataset.pose: auto`` falls back to the 5-keypoint proxy only when the 1k3d68 file is absent; a corrupt or
-changed 1k3d68 file is a weights error (exit code 3), never silently replaced by the proxy."""
+"""``dataset.pose: auto`` falls back from 1k3d68 only when its file is absent (to the 68-point estimator when the
+offline extra is installed, else to the 5-keypoint proxy); a corrupt or changed 1k3d68 file is a weights error
+(exit code 3), never silently replaced."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from frontalize.config.evaluation import (
     FiguresConfig,
     StatsConfig,
 )
-from frontalize.errors import WeightsMissingError
+from frontalize.errors import ConfigError, WeightsMissingError
+from frontalize.evaluation import runner
 from frontalize.evaluation.runner import EvaluationInputs, evaluate, verify_evaluation_weights
 from frontalize.faces import synthetic
 from frontalize.faces.registry import build_pose_estimator
@@ -30,13 +32,14 @@ def _weights(root: Path) -> Path:
     return root
 
 
-def _config(allow_unverified: bool, cache: Path, combination: tuple[str, str] = ("scrfd_10g", "arcface_r50")
-            ) -> EvalConfig:
+def _config(allow_unverified: bool, cache: Path, combination: tuple[str, str] = ("scrfd_10g", "arcface_r50"),
+            layout: str = "generic", pose: str = "auto") -> EvalConfig:
     base = EvalConfig()
     return EvalConfig(**{**base.__dict__, "device": "cpu", "allow_unverified_weights": allow_unverified,
                          "combinations": (CombinationConfig(*combination),),
                          "stats": StatsConfig(bootstrap_resamples=20), "figures": FiguresConfig(enabled=False),
-                         "run": EvalRunConfig(progress=False), "dataset": EvalDatasetConfig(layout="generic"),
+                         "run": EvalRunConfig(progress=False),
+                         "dataset": EvalDatasetConfig(layout=layout, pose=pose),  # type: ignore[arg-type]
                          "cache": base.cache.__class__(dir=str(cache))})
 
 
@@ -53,19 +56,29 @@ def _data(root: Path) -> EvaluationInputs:
 OFFLINE = ("retinaface_mnet", "dlib_resnet")  # package-shipped models: the pose model is the only weight file
 
 
-def test_absent_file_falls_back_to_the_keypoint_proxy(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_absent_file_falls_back_to_the_68_point_estimator_then_the_proxy(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "w"
+    verified, pose_model = verify_evaluation_weights(_config(False, tmp_path / "c", OFFLINE), root)
+    assert pose_model == "landmarks68" and "insightface_1k3d68" not in verified
+    assert verified["dlib_shape_predictor_68"].sha256 is not None  # the packaged predictor, verified
+    monkeypatch.setattr(runner, "landmarks68_installed", lambda: False)  # a machine without the offline extra
     with caplog.at_level(logging.INFO, logger="frontalize.evaluation.runner"):
-        verified, use_pose = verify_evaluation_weights(_config(False, tmp_path / "c", OFFLINE), root)
-    assert use_pose is False and "insightface_1k3d68" not in verified
-    assert "1k3d68 pose model not present" in caplog.text
+        verified, pose_model = verify_evaluation_weights(_config(False, tmp_path / "c", OFFLINE), root)
+    assert pose_model is None and "dlib_shape_predictor_68" not in verified
+    assert "no pose model" in caplog.text and "5 keypoints" in caplog.text
+    with pytest.raises(ConfigError, match=r'landmarks68 needs the offline extra.*pip install "\.\[offline\]"'):
+        verify_evaluation_weights(_config(False, tmp_path / "c", OFFLINE, pose="landmarks68"), root)
 
 
 def test_intact_file_is_verified_and_used(tmp_path: Path) -> None:
     root = tmp_path / "w"
     synthetic.write_1k3d68_like(weight_path("insightface_1k3d68", root), seed=2)
-    verified, use_pose = verify_evaluation_weights(_config(False, tmp_path / "c", OFFLINE), root)
-    assert use_pose is True and verified["insightface_1k3d68"].sha256 is not None
+    verified, pose_model = verify_evaluation_weights(_config(False, tmp_path / "c", OFFLINE), root)
+    assert pose_model == "1k3d68" and verified["insightface_1k3d68"].sha256 is not None
+    # BIWI (annotated): the 68-point estimator first, whose error against the annotations the report states
+    assert verify_evaluation_weights(_config(False, tmp_path / "c", OFFLINE, layout="biwi"), root)[1] == "landmarks68"
+    assert verify_evaluation_weights(_config(False, tmp_path / "c", OFFLINE, pose="keypoints"), root)[1] is None
 
 
 def test_file_changed_after_first_use_is_an_error_not_a_fallback(tmp_path: Path) -> None:

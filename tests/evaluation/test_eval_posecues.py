@@ -31,9 +31,22 @@ def test_template_is_frontal() -> None:
 @pytest.mark.parametrize("true_yaw", [-60.0, -30.0, 0.0, 20.0, 45.0])
 @pytest.mark.parametrize("roll", [0.0, 25.0])
 def test_yaw_recovered_under_roll(true_yaw: float, roll: float) -> None:
+    # _project turns the face by +angle towards image RIGHT (the nose tip, in front, moves to +x): the project's
+    # convention calls that a negative yaw (yaw > 0 = towards image left)
     _, yaw, estimated_roll = keypoint_pose(_project(true_yaw, roll))
-    assert yaw == pytest.approx(true_yaw, abs=1.0)
+    assert yaw == pytest.approx(-true_yaw, abs=1.0)
     assert estimated_roll == pytest.approx(roll, abs=1.0)
+
+
+def test_nose_left_of_the_midline_is_positive_yaw() -> None:
+    points = ARCFACE_DST.copy()
+    points[2, 0] -= 10.0  # nose tip towards image left: the face is turned towards image left
+    assert keypoint_pose(points)[1] > 10.0
+    mirrored = points.copy()
+    mirrored[:, 0] = 112.0 - mirrored[:, 0]
+    mirrored = mirrored[[1, 0, 2, 4, 3]]  # re-ordered by image position, as detectors report them
+    assert keypoint_pose(mirrored)[1] < -10.0  # the mirror image turns the other way
+    assert keypoint_pose(mirrored)[1] == pytest.approx(-keypoint_pose(points)[1], abs=1.5)
 
 
 def test_degenerate_keypoints() -> None:

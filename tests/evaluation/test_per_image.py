@@ -18,6 +18,7 @@ from frontalize.config.evaluation import (
     CacheConfig,
     CombinationConfig,
     EvalConfig,
+    EvalDatasetConfig,
     EvalRunConfig,
     FiguresConfig,
     ReportConfig,
@@ -62,8 +63,9 @@ def write_fixture(root: Path) -> tuple[Path, Path, Path]:
     """DATA with s1..s4 (s3 has no GT, s4's GT has no face; s1/b has no face) and two trees.
 
     Tree ``out`` (manifest): s2/a has no face, s2/b failed in inference (no_face, reason given), s1/a carries a
-    residual pose and a guard choice, s1/b a guard fallback. Tree ``out2`` (no manifest): everything present, s1/a
-    is a tight crop found only by the padded retry, s2/b missing.
+    residual pose and a guard choice, s1/b a guard fallback, s3/a's last row is ``skipped_existing`` (a rerun).
+    Tree ``out2`` (no manifest): everything present, s1/a is a tight crop found only by the padded retry, s2/b
+    missing.
     """
     data = root / "data"
     for rel, colour in {"s1/a.png": A, "s1/b.png": BLACK, "s2/a.png": B, "s2/b.png": B, "s3/a.png": C,
@@ -75,7 +77,8 @@ def write_fixture(root: Path) -> tuple[Path, Path, Path]:
                 [_ok("s1/a.png", output_pose={"pitch": 1.25, "yaw": -3.5, "roll": 0.0}, guard=_guard("a0.70", False)),
                  _ok("s1/b.png", output_pose=None, guard=_guard("a0.85", True)),
                  _ok("s2/a.png"), {"input": "s2/b.png", "status": "no_face", "reason": "no face detected"},
-                 _ok("s3/a.png"), _ok("s4/a.png")])
+                 _ok("s3/a.png"), _ok("s4/a.png"),
+                 {"input": "s3/a.png", "status": "skipped_existing", "reason": "output exists"}])
     out2 = _tree(root / "out2", {"s1/a.png": ((200, 50, 40), "tight"), "s1/b.png": (A,), "s2/a.png": (B,),
                                  "s3/a.png": (C,), "s4/a.png": (D,)}, None)
     return data, out, out2
@@ -85,7 +88,9 @@ def _config(**report: object) -> EvalConfig:
     """Two combinations (the second needs a weight file: an empty stand-in, see :func:`_weights`)."""
     combinations = (CombinationConfig("retinaface_mnet", "dlib_resnet", COMBOS[0]),
                     CombinationConfig("retinaface_mnet", "arcface_r50", COMBOS[1]))
+    # the stand-in detector's faces are flat colours: no pose model, the keypoint proxy is what is checked here
     return EvalConfig(device="cpu", allow_unverified_weights=True, combinations=combinations,
+                      dataset=EvalDatasetConfig(pose="keypoints"),
                       cache=CacheConfig(enabled=False), stats=StatsConfig(bootstrap_resamples=20),
                       figures=FiguresConfig(enabled=False), run=EvalRunConfig(progress=False, batch_size=4),
                       report=ReportConfig(**report))  # type: ignore[arg-type]
@@ -145,6 +150,7 @@ def test_outcomes_manifest_and_missing_values(run: tuple[EvaluationResults, Path
     assert (first["pair_status"], first["angle_detection"], first["frontal_detection"]) == ("paired", "found", "found")
     assert (first["pitch"], first["yaw"], first["roll"], first["pose_source"]) == ("-7.5", "33.0", "2.0", "annotation")
     assert (first["yaw_bin"], first["pitch_bin"]) == ("[30, 45)", "[-15, 0)")
+    assert (first["pose_status"], first["synthetic"]) == ("known", "false")
     assert (first["inference_status"], first["residual_pitch"], first["residual_yaw"]) == ("ok", "1.25", "-3.5")
     assert (first["guard_candidate"], first["guard_fallback"]) == ("a0.70", "false")
     assert math.isclose(float(first["gain"]), float(first["sim_frontal_gt"]) - float(first["sim_angle_gt"]),
@@ -154,9 +160,11 @@ def test_outcomes_manifest_and_missing_values(run: tuple[EvaluationResults, Path
     assert (no_face["pair_status"], no_face["angle_detection"]) == ("frontal_only", "no_face")
     assert no_face["sim_angle_gt"] == no_face["gain"] == no_face["yaw"] == no_face["pose_source"] == ""
     assert no_face["guard_fallback"] == "true" and no_face["residual_yaw"] == ""
+    assert no_face["pose_status"] == "no_face"
     keypoints = rows[("out", COMBOS[0], "s2/a.png")]  # stand-in keypoints are frontal: yaw proxy 0, pitch unknown
     assert (keypoints["pose_source"], keypoints["pitch"], keypoints["pitch_bin"]) == ("keypoints", "", "")
     assert float(keypoints["yaw"]) == 0.0 and keypoints["yaw_bin"] == "[0, 15)"
+    assert keypoints["pose_status"] == "estimated"
     assert (keypoints["pair_status"], keypoints["frontal_detection"], keypoints["sim_frontal_gt"]) == \
         ("angle_only", "no_face", "")
     failed = rows[("out", COMBOS[1], "s2/b.png")]
@@ -169,6 +177,8 @@ def test_outcomes_manifest_and_missing_values(run: tuple[EvaluationResults, Path
     assert rows[("out2", COMBOS[0], "s1/b.png")]["guard_candidate"] == ""
     no_gt, gt_no_face = rows[("out", COMBOS[0], "s3/a.png")], rows[("out", COMBOS[0], "s4/a.png")]
     assert (no_gt["pair_status"], no_gt["gt_path"], no_gt["sim_angle_gt"]) == ("no_gt", "", "")
+    assert no_gt["inference_status"] == "skipped_existing"  # the last manifest row, though not an ok row
+    assert no_gt["frontal_detection"] == "found" and no_gt["residual_yaw"] == ""
     assert (gt_no_face["pair_status"], gt_no_face["sim_frontal_gt"]) == ("no_face_gt", "")
     assert gt_no_face["angle_detection"] == "found" and gt_no_face["gt_path"].endswith("gt/s4.png")
 
@@ -220,6 +230,10 @@ def test_pose_with_source_precedence() -> None:
     pitch, yaw, roll, source = pose_with_source(None, face, "1k3d68")
     assert (pitch, source) == (None, "keypoints") and yaw == pytest.approx(0.0) and roll == pytest.approx(0.0)
     assert pose_with_source(None, Detection(status="no_face"), "1k3d68") == (None, None, None, None)
+    unfit = Detection(status="face", attempt="plain", kps=kps, pose=(math.nan,) * 3, reason="landmarks_unfit: x")
+    assert pose_with_source(None, unfit, "landmarks68") == (None, None, None, "landmarks68")  # no pose, never 0
+    rendered = HeadPose(0.0, 30.0, 0.0, source="rendered")
+    assert pose_with_source(rendered, unfit, "landmarks68") == (0.0, 30.0, 0.0, "rendered")
     assert pose_with_source(None, None, None) == (None, None, None, None)
 
 

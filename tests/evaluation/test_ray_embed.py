@@ -115,8 +115,10 @@ def test_killed_embedding_actor_is_restarted(ray_local: Any, images: list[Path],
 def test_embedding_actors_verify_their_weights(ray_local: Any, images: list[Path], tmp_path: Path) -> None:
     spec = ModelSpec(detectors=("scrfd_10g",), recognizers=(PAIR[1],), weights_root=str(tmp_path))
     assert spec_weight_keys(spec) == ("insightface_det_10g",)
-    pose = ModelSpec(detectors=(PAIR[0],), recognizers=("arcface_r50",), weights_root="w", estimate_pose=True)
+    pose = ModelSpec(detectors=(PAIR[0],), recognizers=("arcface_r50",), weights_root="w", pose_model="1k3d68")
     assert spec_weight_keys(pose) == ("insightface_w600k_r50", "insightface_1k3d68")
+    dlib68 = ModelSpec(detectors=(PAIR[0],), recognizers=("arcface_r50",), weights_root="w", pose_model="landmarks68")
+    assert spec_weight_keys(dlib68) == ("insightface_w600k_r50",)  # a package file, verified where it is built
     driver_worker = EmbedBatch(ModelSet(spec, {}, {}))  # the Ray runner reads only its spec
     tasks = [[ImageTask("h", str(images[0]), ("scrfd_10g",), ())]]
     with pytest.raises(WeightsMissingError, match=r"(?s)Ray worker on .*det_10g.onnx: missing.*shared file system"):

@@ -50,6 +50,8 @@
     ["inference_failed", "inference failed (manifest)", function (i) {
       var c = codes.inference_status[i]; return c >= 0 && inferenceOk.indexOf(c) < 0; }],
     ["guard_fallback", "identity guard fell back", is("guard_fallback", "true")],
+    ["synthetic", "synthetic image (rendered posed view)", is("synthetic", "true")],
+    ["pose_unfit", "pose: landmarks could not be fitted", is("pose_status", "unfit")],
     ["no_face_gt", "GT has no face", is("pair_status", "no_face_gt")],
     ["no_gt", "subject has no GT", is("pair_status", "no_gt")]
   ];
@@ -141,7 +143,10 @@
     if (inf && inf !== "ok" && inf !== "skipped_existing") out.push('<span class="badge bad">inference: ' + esc(inf) + "</span>");
     var g = text("guard_candidate", i);
     if (g) out.push('<span class="badge">guard: ' + esc(g) + (text("guard_fallback", i) === "true" ? " (fallback)" : "") + "</span>");
-    return out.join("") || '<span class="badge">paired</span>';
+    if (!out.length) out.push('<span class="badge">paired</span>');
+    if (text("synthetic", i) === "true") out.push('<span class="badge">synthetic</span>');
+    if (text("pose_status", i) === "unfit") out.push('<span class="badge warn">pose: no fit</span>');
+    return out.join("");
   }
   function others(i) {
     var byTree = data.frontal_by_rel[codes.rel[i]], mine = trees.indexOf(text("arm", i)), html = "";
