@@ -48,7 +48,10 @@ class Face:
         score: detector confidence in [0, 1].
         kps: (5, 2) float32 keypoints ``(x, y)`` in InsightFace order (see module docstring).
         landmarks106: (106, 2) float32 InsightFace 2d106det points, or None when not computed.
-        pose: ``(pitch, yaw, roll)`` in degrees (InsightFace 1k3d68 convention), or None when not computed.
+        pose: ``(pitch, yaw, roll)`` in degrees, or None when not computed. The evaluator's pose models
+            (:mod:`frontalize.evaluation.poses`) store the project's convention (LivePortrait's: pitch > 0 looking
+            down, yaw > 0 face turned toward image left, roll > 0 clockwise); ``InsightFacePose68.with_pose`` stores
+            InsightFace's own (pitch and yaw negated).
     """
 
     box: np.ndarray
