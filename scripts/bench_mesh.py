@@ -49,6 +49,7 @@ from make_samples import _sample_photos, build_samples
 from frontalize.errors import InputError
 from frontalize.evaluation.posecues import keypoint_pose
 from frontalize.faces.headpose import fit_head_pose
+from frontalize.faces.meanshape68 import MIRROR_68
 from frontalize.faces.registry import build_detector, build_landmarker68
 from frontalize.faces.types import Face, FaceDetector
 from frontalize.geometric import GeometricFrontalizer, MeshTarget, transform_face
@@ -71,6 +72,8 @@ class Case:
     roll_offset: float
     known: dict[str, float] | None = None
     view: np.ndarray | None = None  # the posed view itself (the estimator is measured on it)
+    exact: np.ndarray | None = None  # (68, 2) exact landmarks of the posed view (FaceFit.target_landmarks)
+    px_per_iod: float | None = None
 
 
 def best_face(detector: FaceDetector, image: np.ndarray) -> Face | None:
@@ -97,7 +100,9 @@ def load_cases(detector: FaceDetector, data: Path) -> list[Case]:
         if face is None:
             log.warning("%s: no face detected in the posed view", view["path"])
             continue
-        cases.append(_case(view["path"], "posed", image, face, known=view["pose"], view=image))
+        exact = np.asarray(view["landmarks68"], dtype=np.float64) if "landmarks68" in view else None
+        cases.append(_case(view["path"], "posed", image, face, known=view["pose"], view=image, exact=exact,
+                           px_per_iod=view.get("px_per_iod")))
     return cases
 
 
@@ -126,18 +131,46 @@ def measure_output(detector: FaceDetector, landmarker: Any, image: np.ndarray, r
     return row
 
 
+LANDMARK_GROUPS = {"far_contour": (0, 1, 2, 3, 4), "near_contour": (9, 10, 11, 12, 13, 14, 15, 16),
+                   "far_brow_eye": (*range(17, 22), *range(36, 42)), "near_brow_eye": (*range(22, 27), *range(42, 48)),
+                   "nose": tuple(range(27, 36)), "mouth": tuple(range(48, 68))}
+"""Landmark groups of a view turned to image left (yaw > 0; mirrored through MIRROR_68 for yaw < 0). The far
+contour is compared with the model's silhouette (FaceFit.target_landmarks); its lower part (5–7) is hidden and
+left out."""
+
+
+def landmark_shifts(points: np.ndarray, exact: np.ndarray, yaw: float, px_per_iod: float) -> dict[str, float]:
+    """Mean horizontal landmark error per group, in IOD, positive towards the side the face turns to.
+
+    A far contour or far eye shifted that way (outwards) and a near contour shifted that way (inwards) read as less
+    turn than the view has.
+    """
+    turn = -1.0 if yaw > 0 else 1.0  # yaw > 0 turns the face towards image left (−x)
+    error = turn * (np.asarray(points, dtype=np.float64)[:, 0] - exact[:, 0]) / px_per_iod
+    mirror = list(MIRROR_68)
+    return {name: round(float(np.mean([error[i if yaw > 0 else mirror[i]] for i in group])), 3)
+            for name, group in LANDMARK_GROUPS.items()}
+
+
 def estimator_error(detector: FaceDetector, landmarker: Any, case: Case) -> dict[str, Any] | None:
-    """The estimator on a posed view vs its known pose (None for photographs)."""
+    """The estimator on a posed view vs its known pose (None for photographs); with the view's exact landmarks, also
+    the estimator on those and the landmarker's error per group."""
     if case.view is None or case.known is None:
         return None
+    result: dict[str, Any] = {}
+    if case.exact is not None:
+        result["exact_yaw_error"] = round(fit_head_pose(case.exact).angles[1] - case.known["yaw"], 2)
     face = best_face(detector, case.view)
     if face is None:
-        return {"error": "no face"}
+        return {**result, "error": "no face"}
     try:
-        pitch, yaw, roll = fit_head_pose(landmarker.landmarks(case.view, face)).angles
+        points = landmarker.landmarks(case.view, face)
+        pitch, yaw, roll = fit_head_pose(points).angles
     except InputError as error:
-        return {"error": str(error)}
-    return {"estimate": {"pitch": round(pitch, 2), "yaw": round(yaw, 2), "roll": round(roll, 2)},
+        return {**result, "error": str(error)}
+    if case.exact is not None and case.px_per_iod:
+        result["landmark_shift"] = landmark_shifts(points, case.exact, case.known["yaw"], case.px_per_iod)
+    return {**result, "estimate": {"pitch": round(pitch, 2), "yaw": round(yaw, 2), "roll": round(roll, 2)},
             "yaw_error": round(yaw - case.known["yaw"], 2), "pitch_error": round(pitch - case.known["pitch"], 2),
             "roll_error": round(roll - case.known["roll"], 2)}
 
@@ -185,9 +218,42 @@ def summarise(rows: Sequence[dict[str, Any]], speeds: Sequence[dict[str, Any]]) 
         errors = [row["estimator"]["yaw_error"] for row in rows if row.get("estimator")
                   and "yaw_error" in row["estimator"] and abs(row["known"]["yaw"]) == magnitude]
         summary[f"estimator_abs_yaw_error_{magnitude}"] = _median_abs(errors)
+    exact = [row["estimator"]["exact_yaw_error"] for row in rows if row.get("estimator")
+             and "exact_yaw_error" in row["estimator"]]
+    summary["estimator_exact_abs_yaw_error"] = _median_abs(exact)
     for result in speeds:
         summary[f"faces_per_s_{result['threads']}_thread{'s' if result['threads'] > 1 else ''}"] = result["faces_per_s"]
     return summary
+
+
+def landmark_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Median per-group landmark shift (IOD, towards the turn) and median |yaw error| on exact points, per |yaw|."""
+    table: dict[str, dict[str, float | None]] = {}
+    for magnitude in (15, 30, 45):
+        found = [row["estimator"] for row in rows if row.get("estimator") and abs(row["known"]["yaw"]) == magnitude]
+        shifts = [e["landmark_shift"] for e in found if "landmark_shift" in e]
+        entry: dict[str, float | None] = {
+            name: round(float(statistics.median(s[name] for s in shifts)), 3) if shifts else None
+            for name in LANDMARK_GROUPS}
+        entry["exact_abs_yaw_error"] = _median_abs([e["exact_yaw_error"] for e in found if "exact_yaw_error" in e])
+        entry["abs_yaw_error"] = _median_abs([e["yaw_error"] for e in found if "yaw_error" in e])
+        table[f"yaw_{magnitude}"] = entry
+    return table
+
+
+def _landmark_lines(table: dict[str, dict[str, float | None]]) -> list[str]:
+    names = list(LANDMARK_GROUPS)
+    lines = ["", "Where the estimator's error comes from, per |yaw| of the posed views (medians): the estimator on the "
+             "views' exact landmarks (`landmarks68` of posed_views.json: the face's 3D landmarks projected at the "
+             "stated pose, far upper contour on the model silhouette) and on dlib's; dlib's horizontal shift from the "
+             "exact points per group, IOD, positive towards the side the face turns to (far contour/eye outwards, "
+             "near contour inwards: both read as less turn).", "",
+             "| ±yaw | yaw error, exact points | yaw error, dlib's points | " + " | ".join(names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+    for key, entry in table.items():
+        lines.append(f"| ±{key[4:]} | {entry['exact_abs_yaw_error']} | {entry['abs_yaw_error']} | "
+                     + " | ".join(f"{entry[name]:+.3f}" if entry[name] is not None else "–" for name in names) + " |")
+    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -206,21 +272,26 @@ def markdown(results: dict[str, Any]) -> str:
         higher = key in ("faces_found_pct", "faces_per_s_2_threads")
         met = value is not None and (value >= target if higher else value <= target)
         lines.append(f"| {key} | {'≥' if higher else '≤'} {target:g} | {value} | {'yes' if met else 'no'} |")
-    lines += ["", "Other numbers: " + ", ".join(f"{k} = {v}" for k, v in summary.items() if k not in TARGETS), "",
-              "| input | kind | source pose (p, y, r) | output face | residual (p, y, r) | proxy yaw "
-              "| estimator on the posed view (p, y, r) | ms |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Other numbers: " + ", ".join(f"{k} = {v}" for k, v in summary.items() if k not in TARGETS)]
+    lines += _landmark_lines(results.get("landmark_shift") or {})
+    lines += ["", "| input | kind | source pose (p, y, r) | output face | residual (p, y, r) | proxy yaw "
+              "| estimator on the posed view (p, y, r) | yaw error on exact points | ms |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:
         source = row.get("source_pose")
         output = row.get("output", {})
         residual = output.get("residual")
         estimate = (row.get("estimator") or {}).get("estimate")
+        exact = (row.get("estimator") or {}).get("exact_yaw_error")
+        exact_text = "–" if exact is None else f"{exact:+.1f}"
 
         def fmt(pose: dict[str, float] | None) -> str:
             return "–" if not pose else f"{pose['pitch']:+.1f}, {pose['yaw']:+.1f}, {pose['roll']:+.1f}"
 
         lines.append(f"| {row['name']} | {row['kind']} | {fmt(source) if source else row.get('reason', '–')} | "
                      f"{'found' if output.get('found') else 'NOT FOUND' if output else '–'} | {fmt(residual)} | "
-                     f"{output.get('proxy_yaw', '–')} | {fmt(estimate)} | {row.get('ms', '–')} |")
+                     f"{output.get('proxy_yaw', '–')} | {fmt(estimate)} | {exact_text} | "
+                     f"{row.get('ms', '–')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,8 +318,8 @@ def run(data: Path, threads: Sequence[int], repeats: int) -> dict[str, Any]:
     for count in threads:
         with monitor.section(f"speed_{count}_threads"):
             speeds.append(speed(engine, cases, count, repeats))
-    return {"rows": rows, "speed": speeds, "summary": summarise(rows, speeds), "load": monitor.as_dict(),
-            "targets": TARGETS}
+    return {"rows": rows, "speed": speeds, "summary": summarise(rows, speeds), "landmark_shift": landmark_table(rows),
+            "load": monitor.as_dict(), "targets": TARGETS}
 
 
 def main(argv: list[str] | None = None) -> int:

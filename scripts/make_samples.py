@@ -14,7 +14,9 @@ Collins, NASA). Each detected face becomes one identity:
   (:mod:`frontalize.geometric`: the face's 68 landmarks, the 3D reference surface, explicit-pose target, soft
   symmetric fill) from a 512 crop of the photo. They are renders, not photographs: hidden parts are filled from the
   mirrored side, and the identity's depth is the mean shape's. ``DATA/posed_views.json`` lists each with its pose,
-  and ``DATA/dataset_notes.txt`` says so in plain text (reports quote it);
+  the exact image positions of its 68 landmarks (``landmarks68``: the face's own 3D landmarks projected at that
+  pose, far-side upper contour on the model's silhouette) and its scale (``px_per_iod``), so a landmarker and a pose
+  estimator can be checked against them; ``DATA/dataset_notes.txt`` says so in plain text (reports quote it);
 * ``DATA/angled.txt``: the list of every angled image (input of ``inference.py --list-file``).
 
 Usage: ``python scripts/make_samples.py OUT_DIR [--no-posed]``.
@@ -26,6 +28,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -91,6 +94,24 @@ def _save(path: Path, rgb: np.ndarray, quality: int = 92) -> None:
         raise SystemExit(f"cannot write {path}")
 
 
+@dataclass(frozen=True)
+class PosedRender:
+    """The posed views of one face.
+
+    Attributes:
+        views: {yaw: 512×512 RGB view}.
+        source_pose: the source face's measured pose (degrees).
+        landmarks: {yaw: (68, 2) exact landmarks of the view} (``FaceFit.target_landmarks``: the face's 3D landmarks
+            at that pose, far upper contour on the model's silhouette).
+        scale: pixels per inter-ocular distance of the face in the views.
+    """
+
+    views: dict[float, np.ndarray]
+    source_pose: dict[str, float]
+    landmarks: dict[float, np.ndarray]
+    scale: float
+
+
 class PosedViews:
     """Renders the synthetic posed views of a face (geometric engine on a pipeline-style 512 crop)."""
 
@@ -100,8 +121,8 @@ class PosedViews:
 
         self.engine = GeometricFrontalizer(build_landmarker68())
 
-    def render(self, image: np.ndarray, face: object) -> tuple[dict[float, np.ndarray], dict[str, float]]:
-        """{yaw: 512×512 RGB view} of ``face`` in ``image``, and the source face's measured pose."""
+    def render(self, image: np.ndarray, face: object) -> PosedRender:
+        """The posed views of ``face`` in ``image`` (one per :data:`POSED_YAWS`)."""
         from frontalize.geometric import MeshTarget, transform_face
         from frontalize.liveportrait.crop import crop_face
 
@@ -111,7 +132,9 @@ class PosedViews:
         crop = crop_face(padded, shifted.kps)
         fit = self.engine.fit(crop.image, transform_face(shifted, crop.M_o2c))
         targets = [MeshTarget("pose", pitch=0.0, yaw=yaw, roll=0.0) for yaw in POSED_YAWS]
-        return dict(zip(POSED_YAWS, self.engine.render(fit, targets))), fit.source_pose
+        views = dict(zip(POSED_YAWS, self.engine.render(fit, targets)))
+        return PosedRender(views, fit.source_pose, {t.yaw: fit.target_landmarks(t) for t in targets},
+                           float(fit.source.scale))
 
 
 def _posed_views(posed: PosedViews, image: np.ndarray, face: object, identity: str, out_dir: Path,
@@ -119,18 +142,20 @@ def _posed_views(posed: PosedViews, image: np.ndarray, face: object, identity: s
     from frontalize.errors import InputError
 
     try:
-        views, source_pose = posed.render(image, face)
+        rendered = posed.render(image, face)
     except InputError as error:  # a face whose landmarks cannot be fitted gets no posed views
         log.warning("%s: no posed views (%s)", identity, error)
         return []
     paths = []
-    for yaw, view in views.items():
+    for yaw, view in rendered.views.items():
         path = out_dir / identity / f"yaw{yaw:+.0f}.jpg"
         _save(path, view, quality=92)
         paths.append(path)
         records.append({"path": path.relative_to(out_dir).as_posix(), "identity": identity,
                         "pose": {"pitch": 0.0, "yaw": yaw, "roll": 0.0},
-                        "source_pose": {k: round(v, 2) for k, v in source_pose.items()}, "synthetic": True})
+                        "source_pose": {k: round(v, 2) for k, v in rendered.source_pose.items()}, "synthetic": True,
+                        "landmarks68": np.round(rendered.landmarks[yaw], 2).tolist(),
+                        "px_per_iod": round(rendered.scale, 2)})
     return paths
 
 

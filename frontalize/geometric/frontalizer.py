@@ -17,7 +17,7 @@ import numpy as np
 
 from frontalize.faces.headpose import FitLimits, HeadPoseFit, fit_head_pose
 from frontalize.faces.landmarks68 import landmarks5_from_68
-from frontalize.faces.meanshape68 import reference_shape
+from frontalize.faces.meanshape68 import reference_shape, silhouette_points
 from frontalize.faces.types import Face, check_image
 from frontalize.geometric.adapt import adapt_surface, landmark_shifts
 from frontalize.geometric.camera import ViewCamera, source_view, target_view
@@ -91,6 +91,21 @@ class FaceFit:
         points = view.project(self.points3d)
         box = np.r_[points.min(axis=0), points.max(axis=0)]
         return Face(box=box, score=1.0, kps=landmarks5_from_68(points))
+
+
+    def target_landmarks(self, target: MeshTarget) -> np.ndarray:
+        """(68, 2) float64: where the face's 68 landmarks are in the rendering of ``target``, exactly (crop pixels).
+
+        The face's own 3D landmarks (:attr:`points3d`, which the texture is registered to) projected in the target
+        view, with the upper contour of the side turned away (0–4 or 12–16) on the head model's silhouette
+        (:func:`frontalize.faces.meanshape68.silhouette_points`), where a 300-W landmarker puts it. The ground truth
+        of a rendered view, e.g. for checking a landmarker or a pose estimator on it (``scripts/make_samples.py``).
+        """
+        view = target_view(self.source, target_angles(self.head.angles, target, self.roll_offset))
+        points = np.array(self.points3d, dtype=np.float64)
+        for index, point in silhouette_points(view.rotation).items():
+            points[index] = point
+        return view.project(points)
 
 
 class GeometricFrontalizer:

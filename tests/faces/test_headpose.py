@@ -16,6 +16,7 @@ from frontalize.faces.headpose import (
     FitLimits,
     HeadPoseEstimator,
     LandmarkFitError,
+    contour_weights,
     euler_from_rotation,
     fit_head_pose,
     marched_model,
@@ -77,6 +78,26 @@ def test_plain_projection_without_a_silhouette_contour() -> None:
     rotation = rotation_from_euler(-12.0, 8.0, 4.0)
     points = SCALE * (reference_shape() @ rotation.T)[:, :2] + CENTRE
     assert fit_head_pose(points).angles == pytest.approx((-12.0, 8.0, 4.0), abs=1.5)
+
+
+def test_far_contour_fades_out_of_the_fit_past_the_fold_over() -> None:
+    # Full weight up to 10° of yaw, none from 20°, on the whole contour of the side the nose turns to (0–7 for
+    # yaw > 0, 9–16 for yaw < 0); the near side and the inner points keep weight 1. Mirrored poses mirror the weights.
+    for yaw, far_weight in [(5.0, 1.0), (10.0, 1.0), (15.0, 0.5), (20.0, 0.0), (45.0, 0.0)]:
+        weights = contour_weights(yaw)
+        assert np.all(weights[:8] == far_weight) and np.all(weights[8:] == 1.0), yaw
+        np.testing.assert_array_equal(contour_weights(-yaw), weights[list(MIRROR_68)])
+
+
+@pytest.mark.parametrize("yaw", [-45.0, -30.0, 30.0, 45.0])
+def test_far_contour_off_the_silhouette_does_not_bias_yaw(yaw: float) -> None:
+    # A landmarker that does not follow the far silhouette: its far contour (upper 0–4 and lower 5–7, or their
+    # mirrors) 0.2 IOD further out than the silhouette, as dlib puts it on renders at 45° (docs/GEOMETRIC.md).
+    # With the far contour fitted this read about 6° too little turn; faded out, the rest of the face gives the yaw.
+    points = landmarker_view(rotation_from_euler(0.0, yaw, 0.0), noise=0.5, seed=3)
+    far = list(range(8)) if yaw > 0 else list(range(9, 17))
+    points[far, 0] += (-1.0 if yaw > 0 else 1.0) * 0.2 * SCALE  # outwards: towards the side the face turns to
+    assert fit_head_pose(points).angles[1] == pytest.approx(yaw, abs=1.0)
 
 
 def test_signs_follow_the_liveportrait_frame() -> None:
