@@ -9,16 +9,18 @@ report gains (:class:`GuardSection`):
 * **paired difference** — each guarded tree minus each unguarded tree, per image (Frontal↔GT), with CI, win rate
   and Wilcoxon p, on images with a face in both;
 * **residual pose** — distribution of the output's residual |yaw| and |pitch| (the ``output_pose`` that
-  inference measured with the run's pose source — the LivePortrait motion extractor, or 68 landmarks for mesh
-  runs; for a guarded tree, the chosen candidate's);
-* **wins** — how often each candidate (name, α, expression, stitching, stage; mesh: symmetry) was chosen, and the
-  fallbacks;
+  inference measured with the run's pose source, e.g. the LivePortrait motion extractor; for a guarded tree, the
+  chosen candidate's);
+* **wins** — how often each candidate (name, α, expression, stitching, stage) was chosen, and the fallbacks;
 * **trade-off** — mean Frontal↔GT and mean residual |yaw| as α varies, one curve per candidate kind
-  (LivePortrait: expression / stitching / stage; mesh: symmetry / stage). Source: the *dumped candidates* (``inference.py --guard-dump``) when their
+  (expression / stitching / stage). Source: the *dumped candidates* (``inference.py --guard-dump``) when their
   files exist — every candidate of every image is embedded with the evaluation recognizer, so each α point
   covers the same images; otherwise the *chosen α distribution* — images grouped by the α the guard chose, using
   the chosen output (a selection effect: each point covers different images). The point α = 0 is the angled
   input itself (Angle↔GT, and the source pose inference measured).
+
+Candidates of mesh runs carry ``symmetry`` instead of ``expression`` and ``stitching``: their kinds are ``sym`` /
+``nosym`` (``+stage``), and the wins table counts the symmetry axis.
 """
 
 from __future__ import annotations
