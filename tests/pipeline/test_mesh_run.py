@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from pipeline_helpers import OFFLINE_CONFIG, save, unfit_face
+from pipeline_helpers import OFFLINE_CONFIG, REPO_ROOT, load_script, save, unfit_face
 
 from frontalize.evaluation.posecues import keypoint_pose
 from frontalize.faces.registry import build_detector
@@ -77,7 +77,7 @@ def test_the_offline_interface_the_checks_use(sample_data: Path, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_paste_back_variants_and_stages(sample_data: Path, tmp_path: Path, no_weights: Path,
+def test_paste_back_full_and_both_variants_and_stages(sample_data: Path, tmp_path: Path, no_weights: Path,
                                         run_cli: Callable[..., int]) -> None:
     out = tmp_path / "out"
     listed = tmp_path / "list.txt"
@@ -97,6 +97,15 @@ def test_paste_back_variants_and_stages(sample_data: Path, tmp_path: Path, no_we
         corner = np.s_[: source.shape[0] // 10, : source.shape[1] // 10]
         assert not changed[corner].any()
         assert not np.array_equal(cv2.imread(str(out / sharp["crop"])), crop)
+    full_only = tmp_path / "full"
+    assert run_cli("--config", OFFLINE_CONFIG, "--source_dir", sample_data, "--list-file", listed, "-o", full_only,
+                   "--frontalize", "mesh", "--set", "output.kind=full") == 0
+    both = {row["input"]: row for row in read_manifest(out / "manifest.jsonl")}
+    for row in read_manifest(full_only / "manifest.jsonl"):
+        assert list(row["outputs"]["default"]) == ["full"]
+        pasted = cv2.imread(str(full_only / row["outputs"]["default"]["full"]))
+        same = cv2.imread(str(out / both[row["input"]]["outputs"]["base"]["full"]))
+        assert np.array_equal(pasted, same)  # the same paste-back
 
 
 @pytest.mark.slow
@@ -186,3 +195,27 @@ def test_ray_executor_gives_the_local_rows_and_images(tmp_path: Path, no_weights
         results[executor] = rows, images
     assert results["ray"] == results["local"]  # same rows (poses included) and bit-identical images
     assert [row["status"] for row in results["local"][0]] == ["ok", "ok", "landmarks_unfit"]
+
+
+@pytest.mark.slow
+def test_mesh_job_benchmark_reports_each_arm(sample_data: Path, tmp_path: Path, no_weights: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    for rel in ("astronaut_00/yaw+30.jpg", "t1_02/mirror.jpg"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes((sample_data / rel).read_bytes())
+    (data / "angled.txt").write_text("astronaut_00/yaw+30.jpg\nt1_02/mirror.jpg\n")
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
+    bench = load_script("bench_mesh_job")
+    assert bench.main(["--data", str(data), "--arms", "mesh", "mesh+guard", "--out", str(tmp_path / "b")]) == 0
+    results = json.loads((tmp_path / "b" / "mesh_job_cpu.json").read_text())["arms"]
+    assert list(results) == ["mesh", "mesh+guard"]
+    for arm in results.values():
+        assert (arm["inputs"], arm["ok"], arm["exit_code"]) == (2, 2, 0)
+        assert arm["median_step_ms"]["frontalize"] > 0 and arm["cpu_s_per_input"] > 0
+        assert arm["median_abs_residual"]["yaw"] is not None
+    assert results["mesh"]["guard_candidates"] is None and results["mesh+guard"]["guard_candidates"] == 8
+    assert set(results["mesh+guard"]["guard_step_ms"]) == {"render", "pose", "score"}
+    assert results["mesh"]["median_abs_residual"]["yaw"] < 5
+    page = (tmp_path / "b" / "mesh_job_cpu.md").read_text()
+    assert "| mesh+guard | 2 | 2 |" in page
