@@ -38,18 +38,24 @@ from frontalize.ray_support import import_ray
 
 logger = logging.getLogger(__name__)
 
+FRONTALIZERS = ("liveportrait", "mesh")
+"""Values of ``--frontalize BACKEND`` (``--frontalize`` alone = liveportrait)."""
+
 LOG_NAME = "inference.log"
 """The run's log file in the output folder (every run appends; internal errors leave their traceback there)."""
 
 _EPILOG = f"""\
 examples:
-  python inference.py --source_dir DATA --source_pattern "*.png" -o OUT --frontalize
+  python inference.py --source_dir DATA --source_pattern "*.png" -o OUT --frontalize          (LivePortrait)
+  python inference.py --config configs/offline.yaml --source_dir DATA --recursive -o OUT --frontalize mesh
+                                                                          (geometric, offline, no download)
   python inference.py --config configs/offline.yaml --source_dir DATA --recursive -o OUT      (crop/align only)
   python inference.py --config configs/examples/variants.yaml --source_dir DATA -o OUT --frontalize
   python inference.py --source_dir DATA -o OUT --frontalize --set guard.enabled=true --guard-dump   (identity guard)
 
 outputs: OUT/[VARIANT/][crop|full/]<input path>.png mirrors the input tree; OUT/manifest.jsonl (+ .csv) has one
-row per input (status, reason, poses, outputs, timings); OUT/inference.log is the log of every run.
+row per input (status, reason, source/output poses and their pose_source, outputs, timings); OUT/inference.log is
+the log of every run.
 resume: rerunning skips inputs already done under the same run hash (the config keys that change outputs,
 input.max_pixels included, plus the checksum of every weight file loaded, or "unverified"). When OUT holds
 results of another hash the run stops before any image (exit 2) naming the keys that differ: use --overwrite
@@ -63,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``inference.py`` argument parser (every option documented in ``--help``)."""
     parser = argparse.ArgumentParser(
         prog="inference.py",
-        description="Frontalize every face image of a folder with LivePortrait (--frontalize), or only crop and "
-                    "align them (default), writing a mirrored output tree and a resumable manifest.",
+        description="Frontalize every face image of a folder with LivePortrait (--frontalize) or the offline "
+                    "geometric frontalizer (--frontalize mesh), or only crop and align them (default), writing a "
+                    "mirrored output tree and a resumable manifest.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -86,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reprocess every selected input and replace existing outputs, also when OUT holds results "
                          "of another config or other weights (default: resume; such a folder stops the run, exit 2)")
     run = parser.add_argument_group("processing")
-    run.add_argument("--frontalize", action="store_true",
-                     help="frontalize with LivePortrait (config frontalizer.backend=liveportrait); without it "
-                          "the run only crops/aligns (identity frontalizer)")
+    run.add_argument("--frontalize", nargs="?", const="liveportrait", choices=FRONTALIZERS, metavar="BACKEND",
+                     help="frontalize (config frontalizer.backend): alone or 'liveportrait' = LivePortrait (needs its "
+                          "weights); 'mesh' = the geometric 3D-model frontalizer, offline (pip install .[offline]); "
+                          "without --frontalize the run only crops/aligns (identity frontalizer)")
     run.add_argument("--batch-size", dest="batch_size", type=int, metavar="N",
                      help="faces per network batch (config frontalizer.batch_size)")
     run.add_argument("--workers", type=int, metavar="N",
@@ -136,7 +144,7 @@ def _flag_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
         ("input.recursive", args.recursive if args.recursive is not None else alias.get("recursive") or None),
         ("input.limit", args.limit),
         ("input.list_file", args.list_file if args.list_file is not None else alias.get("list_file")),
-        ("frontalizer.backend", "liveportrait" if args.frontalize else None),
+        ("frontalizer.backend", args.frontalize),
         ("frontalizer.batch_size", args.batch_size),
         ("run.workers", args.workers),
         ("run.on_error", args.on_error),
@@ -192,14 +200,14 @@ def _body(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot write the log file in {plan.out_dir} ({exc})") from exc
     if cfg.frontalizer.backend == "identity":
-        logger.info("frontalizer: identity (crop/align only; add --frontalize for LivePortrait)")
+        logger.info("frontalizer: identity (crop/align only; add --frontalize mesh or --frontalize for LivePortrait)")
     placement = model_devices(device)
     logger.info("config hash %s, device %s (torch %s, onnx %s, dlib %s), %d input(s) (%d already done)",
                 plan.config_hash, device, placement["torch"], placement["onnx"], placement["dlib"], len(plan.items),
                 len(plan.resume.done))
-    write_run_metadata(plan.out_dir, cfg, plan.verified_weights, digest=plan.config_hash,
+    write_run_metadata(plan.out_dir, cfg, {**plan.verified_weights, **plan.packaged_weights}, digest=plan.config_hash,
                        extra={"source_dir": str(plan.source_root), "device": device, "model_devices": placement,
-                              "hashed": dict(plan.hash_inputs)})
+                              "pose_source": plan.pose_source, "hashed": dict(plan.hash_inputs)})
     if cfg.executor == "ray":
         return executor_ray.execute_run_ray(plan).exit_code
     return execute_run(plan).exit_code

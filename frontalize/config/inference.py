@@ -116,9 +116,10 @@ class CropConfig:
 class FrontalizerConfig:
     """How the cropped face is frontalized."""
 
-    backend: Literal["identity", "liveportrait"] = field(default="identity", metadata={
+    backend: Literal["identity", "liveportrait", "mesh"] = field(default="identity", metadata={
         "help": "identity = crop/align only (no frontalization, no LivePortrait weights needed); "
-                "liveportrait = rotate the head with LivePortrait (--frontalize)"})
+                "liveportrait = rotate the head with LivePortrait (--frontalize); mesh = the geometric 3D-model "
+                "frontalizer on dlib's 68 landmarks, offline (--frontalize mesh; pip install .[offline])"})
     target: Literal["frontal", "partial", "pose"] = field(default="frontal", metadata={
         "help": "frontal = pitch/yaw/roll 0; partial = rotate a fraction alpha of the way; "
                 "pose = the explicit pitch/yaw/roll below"})
@@ -131,9 +132,13 @@ class FrontalizerConfig:
     roll: float = field(default=0.0, metadata={"help": "with target pose: roll in degrees", "min": -90.0,
                                                 "max": 90.0})
     expression: Literal["keep", "neutralize"] = field(default="keep", metadata={
-        "help": "keep the source expression, or neutralize it"})
+        "help": "liveportrait: keep the source expression, or neutralize it (mesh always keeps it: it is a warp)"})
     stitching: bool = field(default=True, metadata={
-        "help": "stitching network keeps the crop border aligned with the source (needed for a clean paste-back)"})
+        "help": "liveportrait: stitching network keeps the crop border aligned with the source (needed for a clean "
+                "paste-back)"})
+    symmetry: bool = field(default=True, metadata={
+        "help": "mesh: fill self-occluded parts of the face from the symmetric side (soft blend); false = leave the "
+                "stretched own texture there"})
     precision: Literal["fp32", "fp16", "bf16"] = field(default="fp32", metadata={
         "help": "network precision: fp32 exact; fp16 (CUDA) / bf16 (CUDA, or CPUs with native bf16: about 2x faster, "
                 "less exact) autocast"})
@@ -142,9 +147,12 @@ class FrontalizerConfig:
         "help": "torch.compile the LivePortrait networks F, M, W, G (inductor, fixed shapes): faster batches after "
                 "the first, but the first batch of each size pays the compilation (about a minute or more)"})
     pose_estimation: Literal["auto", "always", "never"] = field(default="auto", metadata={
-        "help": "source/output pose from the LivePortrait motion extractor: always (weight required), never, or "
-                "auto = with the liveportrait backend, and with identity when the motion extractor weight is "
-                "present (else poses are null)"})
+        "help": "whether source/output poses are measured (with pose_source): always (its model required, else exit "
+                "3), never (poses null), or auto = when pose_source's model is available (else poses null)"})
+    pose_source: Literal["auto", "motion_extractor", "landmarks68"] = field(default="auto", metadata={
+        "help": "what measures them: motion_extractor = LivePortrait's M (weight lp_motion_extractor); landmarks68 "
+                "= dlib's 68 landmarks + 3D mean shape (offline extra, no download); auto = the backend's own (M for "
+                "liveportrait, landmarks68 for mesh; identity: M when its weight is present, else landmarks68)"})
 
 
 GUARD_STAGES: tuple[str, ...] = ("gfpgan", "colour", "sharpen")
@@ -153,19 +161,22 @@ GUARD_STAGES: tuple[str, ...] = ("gfpgan", "colour", "sharpen")
 
 @dataclass(frozen=True)
 class GuardConfig:
-    """Identity guard (liveportrait backend): render K candidates per face from the same source features, score
-    each against the source with a face recognizer, keep the most similar one that is frontal enough."""
+    """Identity guard (liveportrait and mesh backends): render K candidates per face from one source analysis,
+    score each against the source with a face recognizer, keep the most similar one that is frontal enough."""
 
     enabled: bool = field(default=False, metadata={
         "help": "render every candidate below and keep the one most similar to the source whose residual pose "
-                "is within max_residual_yaw/pitch (costs about K× the W+G time of a plain run)"})
+                "is within max_residual_yaw/pitch (liveportrait: about K× the W+G time of a plain run)"})
     alphas: tuple[float, ...] = field(default=(1.0, 0.85, 0.7, 0.5), metadata={
         "help": "rotation fractions towards frontal tried (1 = fully frontal, 0.5 = half way); each in (0, 1]"})
     expressions: tuple[Literal["keep", "neutralize"], ...] = field(default=("keep", "neutralize"), metadata={
-        "help": "expressions tried: keep the source expression and/or neutralize it"})
+        "help": "liveportrait: expressions tried: keep the source expression and/or neutralize it"})
     stitching: tuple[bool, ...] = field(default=(True,), metadata={
-        "help": "stitching settings tried ([true, false] doubles K; without stitching the crop border may not "
-                "match the source after paste-back)"})
+        "help": "liveportrait: stitching settings tried ([true, false] doubles K; without stitching the crop border "
+                "may not match the source after paste-back)"})
+    symmetry: tuple[bool, ...] = field(default=(True, False), metadata={
+        "help": "mesh: symmetric-fill settings tried (true = hidden parts filled from the mirrored side, false = "
+                "own texture only)"})
     stages: tuple[str, ...] = field(default=(), metadata={
         "help": "post-processing stages that each add a candidate per rendered one (settings from 'stages'); "
                 "names from " + ", ".join(GUARD_STAGES) + "; the output trees' own stages still run afterwards"})
@@ -180,7 +191,8 @@ class GuardConfig:
     threshold: float = field(default=0.5, metadata={
         "help": "minimum face score; a candidate without a face gets similarity null", "min": 0.0, "max": 1.0})
     max_residual_yaw: float = field(default=10.0, metadata={
-        "help": "a candidate qualifies when the motion extractor measures |yaw| at most this on it (degrees)",
+        "help": "a candidate qualifies when its residual |yaw| is at most this (degrees; measured by the backend's "
+                "own estimator: the motion extractor for liveportrait, 68 landmarks for mesh)",
         "min": 0.0, "max": 90.0})
     max_residual_pitch: float = field(default=10.0, metadata={
         "help": "and |pitch| at most this (degrees); when no candidate qualifies, the most frontal one is kept "
@@ -197,6 +209,7 @@ class GuardConfig:
             raise ConfigError(f"guard.alphas: every alpha must be in (0, 1], got {list(self.alphas)}")
         _check_unique("guard.expressions", self.expressions)
         _check_unique("guard.stitching", self.stitching)
+        _check_unique("guard.symmetry", self.symmetry)
         if len(set(self.stages)) != len(self.stages):
             raise ConfigError(f"guard.stages: a stage is listed more than once: {list(self.stages)}")
         for position, name in enumerate(self.stages):
@@ -208,10 +221,14 @@ class GuardConfig:
         if self.det_size % 32:
             raise ConfigError(f"guard.det_size: {self.det_size} is not a multiple of 32 (e.g. 640)")
 
-    @property
-    def candidate_count(self) -> int:
-        """K: candidates per face (rendered ones × (1 + stage candidates))."""
-        return len(self.alphas) * len(self.expressions) * len(self.stitching) * (1 + len(self.stages))
+    def candidate_count(self, backend: str) -> int:
+        """K: candidates per face for ``backend`` (rendered ones × (1 + stage candidates)).
+
+        liveportrait renders alphas × expressions × stitching, mesh alphas × symmetry.
+        """
+        rendered = len(self.alphas) * (len(self.symmetry) if backend == "mesh"
+                                       else len(self.expressions) * len(self.stitching))
+        return rendered * (1 + len(self.stages))
 
 
 def _check_unique(key: str, values: tuple[object, ...]) -> None:

@@ -9,7 +9,8 @@ report gains (:class:`GuardSection`):
 * **paired difference** — each guarded tree minus each unguarded tree, per image (Frontal↔GT), with CI, win rate
   and Wilcoxon p, on images with a face in both;
 * **residual pose** — distribution of the output's residual |yaw| and |pitch| (the ``output_pose`` that
-  inference measured with the LivePortrait motion extractor; for a guarded tree, the chosen candidate's);
+  inference measured with the run's pose source, e.g. the LivePortrait motion extractor; for a guarded tree, the
+  chosen candidate's);
 * **wins** — how often each candidate (name, α, expression, stitching, stage) was chosen, and the fallbacks;
 * **trade-off** — mean Frontal↔GT and mean residual |yaw| as α varies, one curve per candidate kind
   (expression / stitching / stage). Source: the *dumped candidates* (``inference.py --guard-dump``) when their
@@ -17,6 +18,9 @@ report gains (:class:`GuardSection`):
   covers the same images; otherwise the *chosen α distribution* — images grouped by the α the guard chose, using
   the chosen output (a selection effect: each point covers different images). The point α = 0 is the angled
   input itself (Angle↔GT, and the source pose inference measured).
+
+Candidates of mesh runs carry ``symmetry`` instead of ``expression`` and ``stitching``: their kinds are ``sym`` /
+``nosym`` (``+stage``), and the wins table counts the symmetry axis.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ __all__ = ["GuardSection", "TreeRow", "read_tree_rows", "residual_summary", "tra
 
 SOURCE_DUMPS = "dumped candidates"
 SOURCE_CHOSEN = "chosen α distribution"
-_AXES = ("candidate", "alpha", "expression", "stitching", "stage")
+_AXES = ("candidate", "alpha", "expression", "stitching", "symmetry", "stage")
+"""Candidate properties counted in the wins table (a backend's candidates carry some of them: LivePortrait's
+expression and stitching, the mesh backend's symmetry)."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +143,11 @@ def win_rows(guards: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         chosen = guard["candidates"][int(guard["chosen"])]
         counts["candidate"][str(chosen["name"])] += 1
         counts["alpha"][f"{float(chosen['alpha']):.2f}"] += 1
-        counts["expression"][str(chosen["expression"])] += 1
-        counts["stitching"]["on" if chosen["stitching"] else "off"] += 1
+        if "expression" in chosen:
+            counts["expression"][str(chosen["expression"])] += 1
+        for axis in ("stitching", "symmetry"):
+            if axis in chosen:
+                counts[axis]["on" if chosen[axis] else "off"] += 1
         counts["stage"][str(chosen.get("stage") or "none")] += 1
         counts["fallback"][str(guard.get("fallback_reason")) if guard.get("fallback") else "no"] += 1
     total = len(guards)
@@ -172,8 +181,11 @@ def tradeoff_rows(points: Iterable[TradeoffPoint]) -> list[dict[str, Any]]:
 
 
 def _kind(candidate: Mapping[str, Any]) -> str:
-    expression = "keep" if candidate["expression"] == "keep" else "neutral"
+    """Curve label of a candidate: ``keep/stitch[+stage]`` (LivePortrait) or ``sym|nosym[+stage]`` (mesh)."""
     stage = f"+{candidate['stage']}" if candidate.get("stage") else ""
+    if "symmetry" in candidate:
+        return f"{'sym' if candidate['symmetry'] else 'nosym'}{stage}"
+    expression = "keep" if candidate["expression"] == "keep" else "neutral"
     return f"{expression}/{'stitch' if candidate['stitching'] else 'nostitch'}{stage}"
 
 
@@ -381,7 +393,7 @@ class GuardSection:
             "limits; the tables below measure that choice against the GT.", "",
             "- G1: net gain per tree (as Table 1) and the guard's fallbacks.",
             "- G2: per image, Frontal↔GT of the guarded output minus that of the unguarded one.",
-            "- G3: residual |yaw|/|pitch| of the written outputs (motion extractor, from the manifests).",
+            "- G3: residual |yaw|/|pitch| of the written outputs (the run's pose source, from the manifests).",
             "- G4: how often each candidate kind was chosen.",
             f"- G5 and the trade-off figures: mean Frontal↔GT and mean residual |yaw| per α. Source: {trade}. "
             f"'{SOURCE_DUMPS}' embeds every dumped candidate (the same images at every α); '{SOURCE_CHOSEN}' "

@@ -3,9 +3,10 @@ encode → manifest, with resume and a local threaded executor.
 
 The per-input / per-batch work is plain callables (:class:`PrepareStep`, :class:`FrontalizeBatch`,
 :class:`FinishStep`) so another executor can drive the same code; :func:`plan_run` + :func:`execute_run` are the
-local one. Frontalizer backends live in ``frontalize.pipeline.backends`` (``identity``, ``liveportrait``); the
-identity guard (``guard.enabled``: K candidates per face, the most source-similar frontal-enough one kept) is
-:mod:`frontalize.pipeline.guard`.
+local one. Frontalizer backends live in ``frontalize.pipeline.backends`` (``identity``, ``liveportrait``,
+``mesh``); the identity guard (``guard.enabled``: K candidates per face rendered by the backend, the most
+source-similar frontal-enough one kept) is :mod:`frontalize.pipeline.guard`. Poses come from the pose source of
+``frontalizer.pose_source`` (:mod:`frontalize.pipeline.pose`).
 """
 
 from __future__ import annotations

@@ -16,13 +16,13 @@ from typing import Protocol
 import numpy as np
 
 from frontalize.config.inference import DetectionConfig
-from frontalize.faces.registry import build_detector, build_landmarker106
+from frontalize.faces.registry import build_detector, build_headpose68, build_landmarker106
 from frontalize.faces.types import Face, FaceDetector
-from frontalize.pipeline.backends.base import BackendContext, get_backend_spec
+from frontalize.pipeline.backends.base import BackendContext, PoseEstimator, get_backend_spec
 from frontalize.pipeline.guard import build_guard_frontalizer
 from frontalize.pipeline.outputs import FinishStep, OutputLayout
 from frontalize.pipeline.plan import RunPlan
-from frontalize.pipeline.pose import MotionPoseEstimator, load_motion_extractor
+from frontalize.pipeline.pose import Landmarks68PoseEstimator, MotionPoseEstimator, load_motion_extractor
 from frontalize.pipeline.requirements import DETECTOR_CHAINS, POSE_WEIGHT_KEY
 from frontalize.pipeline.steps import FrontalizeBatch, PrepareStep, Steps
 from frontalize.stages.registry import build_stage
@@ -74,20 +74,30 @@ def build_prepare_step(plan: RunPlan) -> PrepareStep:
                        max_pixels=cfg.input.max_pixels, keep_source="full" in OUTPUT_KINDS[cfg.output.kind])
 
 
+def build_pose_estimator(plan: RunPlan, native: str | None) -> PoseEstimator | None:
+    """The run's pose source as a shared estimator, unless the backend measures it with its own model (``native``)."""
+    if plan.pose_source is None or plan.pose_source == native:
+        return None
+    if plan.pose_source == "motion_extractor":
+        module = load_motion_extractor(weight_path(POSE_WEIGHT_KEY, plan.weights_root), plan.device)
+        return MotionPoseEstimator(module, plan.device)
+    root = plan.weights_root if plan.weights_root.is_dir() else None
+    return Landmarks68PoseEstimator(build_headpose68(weights_root=root))
+
+
 def build_frontalize_batch(plan: RunPlan) -> FrontalizeBatch:
-    """Frontalizer batch step (loads the backend and, where it uses one, the pose estimator)."""
+    """Frontalizer batch step (loads the backend, or the identity guard with the backend's candidate renderer,
+    and, where the backend does not measure poses with its own model, the pose estimator)."""
     cfg = plan.config
     if cfg.guard.enabled:
-        return FrontalizeBatch(build_guard_frontalizer(plan), cfg.frontalizer.batch_size)
+        return FrontalizeBatch(build_guard_frontalizer(plan), cfg.frontalizer.batch_size, plan.pose_source)
     spec = get_backend_spec(cfg.frontalizer.backend)
-    pose_estimator = None
-    if spec.uses_pose_estimator and plan.measure_poses:
-        module = load_motion_extractor(weight_path(POSE_WEIGHT_KEY, plan.weights_root), plan.device)
-        pose_estimator = MotionPoseEstimator(module, plan.device)
     backend = spec.build(BackendContext(config=cfg.frontalizer, weights_root=plan.weights_root, device=plan.device,
                                         allow_unverified=cfg.allow_unverified_weights, upright=cfg.crop.upright,
-                                        measure_poses=plan.measure_poses, pose_estimator=pose_estimator))
-    return FrontalizeBatch(backend, cfg.frontalizer.batch_size)
+                                        pose_source=plan.pose_source,
+                                        pose_estimator=build_pose_estimator(plan, spec.native_pose_source),
+                                        guard=cfg.guard))
+    return FrontalizeBatch(backend, cfg.frontalizer.batch_size, plan.pose_source)
 
 
 def build_layout(plan: RunPlan) -> OutputLayout:
@@ -112,9 +122,9 @@ def build_steps(plan: RunPlan) -> Steps:
     frontalize = build_frontalize_batch(plan)
     finish = build_finish_step(plan)
     layout = finish.layout
-    logger.info("pipeline: detector %s, frontalizer %s, trees %s, outputs %s", cfg.detection.detector,
-                frontalize.frontalizer.name, ", ".join(name or "." for name, _ in layout.trees),
-                "+".join(layout.kinds))
+    logger.info("pipeline: detector %s, frontalizer %s, poses %s, trees %s, outputs %s", cfg.detection.detector,
+                frontalize.frontalizer.name, plan.pose_source or "not measured",
+                ", ".join(name or "." for name, _ in layout.trees), "+".join(layout.kinds))
     return Steps(prepare=build_prepare_step(plan), frontalize=frontalize, finish=finish,
                  expected_outputs=lambda item: layout.face_paths(item.output_stem),
                  batch_size=cfg.frontalizer.batch_size)

@@ -1,22 +1,27 @@
-"""Identity guard: frontalize as far as identity allows.
+"""Identity guard: frontalize as far as identity allows, with any backend that renders candidates.
 
-Per face, the LivePortrait engine extracts the source features once (F and M) and renders K candidate targets
-in one (B·K)-row batch through W and G: every rotation fraction α of ``guard.alphas`` × expression (keep /
-neutralize) × stitching (on / off), plus optionally each rendered candidate post-processed by a ``guard.stages``
-stage. Each candidate gets
+The backend's :class:`~frontalize.pipeline.backends.base.CandidateRenderer` analyses each source once and renders
+its K candidate targets (liveportrait: F and M once, every rotation fraction α of ``guard.alphas`` × expression ×
+stitching as one (B·K)-row W+G batch; mesh: one 68-landmark fit, every α × ``guard.symmetry`` from it), plus
+optionally each rendered candidate post-processed by a ``guard.stages`` stage. Each candidate gets
 
 * a **similarity**: cosine between the recognizer embedding of its largest face and that of the *source crop*
   (the source image in the crop's framing) — never the GT, which inference does not see. The recognizer embeds
   the chips of every source and candidate of the batch in one call. A candidate (or source) in which the guard's
   detector finds no face has similarity ``None``;
-* a **residual pose**: the LivePortrait motion extractor run on the candidate crop (degrees).
+* a **residual pose**: measured by the backend's own estimator on the candidate crop (liveportrait: the motion
+  extractor; mesh: 68 landmarks re-fitted), degrees; unknown (NaN, never within the limits) when it cannot be
+  measured.
 
 The choice (:func:`choose_candidate`, a pure function): the candidate of maximum similarity among those with
 |residual yaw| ≤ ``max_residual_yaw`` and |residual pitch| ≤ ``max_residual_pitch``; ties go to the earlier
 candidate (larger α first in the default order). When none qualifies, the most frontal candidate (smallest
 √(yaw² + pitch²)) is kept and flagged ``fallback``. A candidate with similarity ``None`` is never chosen unless
 every candidate's similarity is ``None`` (e.g. no face in the source crop); then the most frontal one is kept,
-flagged ``fallback`` with reason ``no_face``.
+flagged ``fallback`` with reason ``no_face``. A face the backend cannot analyse (mesh: ``landmarks_unfit``) gets
+that status, like an unguarded run.
+
+This module imports no engine: the backends' modules build their renderers (``BackendSpec.build_candidates``).
 """
 
 from __future__ import annotations
@@ -25,22 +30,27 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from frontalize.config.inference import GuardConfig
+from frontalize.errors import ConfigError, InputError
 from frontalize.faces.align import detect_with_retry
 from frontalize.faces.registry import build_detector, build_recognizer
 from frontalize.faces.types import FaceDetector, FaceRecognizer
-from frontalize.liveportrait.crop import images_to_tensor, network_input
-from frontalize.liveportrait.frontalizer import LivePortraitFrontalizer, PoseTarget, SourceState
-from frontalize.liveportrait.loading import load_official
-from frontalize.liveportrait.pasteback import tensor_to_images
-from frontalize.pipeline.backends.base import FaceInput, FrontalizedFace
+from frontalize.pipeline.backends.base import (
+    BackendContext,
+    Candidate,
+    CandidateRenderer,
+    FaceInput,
+    FaceOutcome,
+    FrontalizedFace,
+    get_backend_spec,
+    no_candidates_message,
+    with_stage_candidates,
+)
 from frontalize.pipeline.plan import RunPlan
-from frontalize.pipeline.pose import poses_from_angles
 from frontalize.pipeline.records import Pose
 from frontalize.pipeline.steps import timed
 from frontalize.stages.base import Stage, StageContext
@@ -49,64 +59,17 @@ from frontalize.stages.registry import build_stage
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Candidate",
     "CandidateScore",
     "GuardChoice",
     "GuardedFrontalizer",
     "IdentityScorer",
     "build_guard_frontalizer",
-    "candidate_grid",
     "choose_candidate",
+    "guard_candidates",
     "guard_record",
 ]
 
 ChoiceReason = Literal["within_limits", "none_within_limits", "no_face"]
-
-
-# ---- candidates --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Candidate:
-    """One candidate output of the guard.
-
-    Attributes:
-        name: file-name-safe label, e.g. ``a0.85-keep-stitch`` or ``a1.00-neutral-stitch+sharpen``.
-        alpha: rotation fraction towards frontal (1 = frontal).
-        expression: ``keep`` or ``neutralize``.
-        stitching: whether the stitching network S is applied.
-        stage: post-processing stage applied on top of the rendered candidate, or None.
-        source_index: index (in the rendered list) of the render this candidate comes from.
-    """
-
-    name: str
-    alpha: float
-    expression: Literal["keep", "neutralize"]
-    stitching: bool
-    stage: str | None = None
-    source_index: int = 0
-
-    def target(self) -> PoseTarget:
-        """The engine's pose target (α = 1 uses the exact frontal recipe of the unguarded run)."""
-        mode: Literal["frontal", "partial"] = "frontal" if self.alpha >= 1.0 else "partial"
-        return PoseTarget(mode=mode, alpha=self.alpha, expression=self.expression, stitching=self.stitching)
-
-
-def candidate_name(alpha: float, expression: str, stitching: bool, stage: str | None = None) -> str:
-    """Label of a candidate: ``a<alpha>-<keep|neutral>-<stitch|nostitch>[+<stage>]``."""
-    base = f"a{alpha:.2f}-{'keep' if expression == 'keep' else 'neutral'}-{'stitch' if stitching else 'nostitch'}"
-    return f"{base}+{stage}" if stage else base
-
-
-def candidate_grid(config: GuardConfig) -> list[Candidate]:
-    """Every candidate of ``config``, in choice order: the rendered ones (α outer, then expression, then
-    stitching, each in config order), then per stage of ``config.stages`` the same list post-processed."""
-    rendered = [Candidate(candidate_name(alpha, expression, stitching), alpha, expression, stitching,
-                          source_index=index)
-                for index, (alpha, expression, stitching) in enumerate(
-                    (a, e, s) for a in config.alphas for e in config.expressions for s in config.stitching)]
-    staged = [Candidate(candidate_name(c.alpha, c.expression, c.stitching, stage), c.alpha, c.expression,
-                        c.stitching, stage=stage, source_index=c.source_index)
-              for stage in config.stages for c in rendered]
-    return rendered + staged
 
 
 # ---- choice rule (pure) ------------------------------------------------------------------------------------------
@@ -177,12 +140,15 @@ def cosine_or_none(source: np.ndarray | None, candidate: np.ndarray | None) -> f
 def guard_record(candidates: Sequence[Candidate], scores: Sequence[CandidateScore], rolls: Sequence[float],
                  choice: GuardChoice, *, config: GuardConfig, source_face: bool,
                  timings_ms: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """The ``guard`` object of a manifest row (JSON-ready; similarities rounded to 5, angles to 3 decimals)."""
+    """The ``guard`` object of a manifest row (JSON-ready; similarities rounded to 5, angles to 3 decimals).
+
+    Each candidate row holds ``name``, ``alpha``, the backend's own fields (liveportrait: ``expression``,
+    ``stitching``; mesh: ``symmetry``), ``stage``, the similarity, the residual pose and ``within_limits``.
+    """
     rows = []
     for candidate, score, roll in zip(candidates, scores, rolls):
         rows.append({
-            "name": candidate.name, "alpha": candidate.alpha, "expression": candidate.expression,
-            "stitching": candidate.stitching, "stage": candidate.stage,
+            "name": candidate.name, "alpha": candidate.alpha, **dict(candidate.fields), "stage": candidate.stage,
             "similarity": None if score.similarity is None else round(float(score.similarity), 5),
             "residual_yaw": _rounded(score.residual_yaw), "residual_pitch": _rounded(score.residual_pitch),
             "residual_roll": _rounded(roll),
@@ -229,82 +195,68 @@ class IdentityScorer:
         return embeddings
 
 
-class GuardEngine(Protocol):
-    """The part of :class:`~frontalize.liveportrait.LivePortraitFrontalizer` the guard uses."""
-
-    device: torch.device
-
-    def extract(self, x: torch.Tensor) -> SourceState:
-        """F and M once on B×3×256×256 crops."""
-        ...
-
-    def render(self, state: SourceState, targets: Sequence[PoseTarget] | None = None, *,
-               roll_offset: Sequence[float] | None = None, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
-        """``image`` B×K×3×512×512 for K targets."""
-        ...
-
-    def estimate_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pitch, yaw, roll) B-tensors of degrees."""
-        ...
-
-
 # ---- the guarded frontalizer -------------------------------------------------------------------------------------
+def guard_candidates(renderer: CandidateRenderer, config: GuardConfig) -> list[Candidate]:
+    """Every candidate of a guarded run, in choice order: the renderer's, then per ``guard.stages`` stage the same
+    list stage-processed."""
+    return with_stage_candidates(renderer.candidates, config.stages)
+
+
 @dataclass
 class _BatchCandidates:
-    """Intermediate results of one batch: B×K images, poses and similarities, and step timings."""
+    """Intermediate results of one batch: per face the K images, poses and similarities (or its error)."""
 
-    images: list[list[np.ndarray]]
-    poses: list[list[Pose]]
+    images: list[list[np.ndarray] | InputError]
+    poses: list[list[Pose | None]]
     similarities: list[list[float | None]]
     source_faces: list[bool]
-    source_poses: list[Pose]
+    source_poses: list[Pose | None]
     timings: dict[str, float]
 
 
 class GuardedFrontalizer:
-    """LivePortrait frontalizer that renders the guard's K candidates per face and keeps the best one."""
+    """Frontalizer that has a backend render the guard's K candidates per face and keeps the best one."""
 
-    name = "liveportrait+guard"
-
-    def __init__(self, engine: GuardEngine, config: GuardConfig, scorer: IdentityScorer, *,
-                 stages: Mapping[str, Stage] | None = None, upright: bool = True) -> None:
+    def __init__(self, renderer: CandidateRenderer, config: GuardConfig, scorer: IdentityScorer, *,
+                 stages: Mapping[str, Stage] | None = None) -> None:
         """Args:
-        engine: loaded LivePortrait frontalizer (or anything with its extract/render/estimate_pose).
+        renderer: the backend's candidate renderer (its candidates, renders and residual poses).
         config: the guard section of the config.
         scorer: detector + recognizer scoring candidates against the source crop.
         stages: built stages of ``config.stages`` by name.
-        upright: add each crop's roll offset to the target roll (``crop.upright``).
         """
-        self.engine = engine
+        self.renderer = renderer
+        self.name = f"{renderer.name}+guard"
         self.config = config
         self.scorer = scorer
         self.stages = dict(stages or {})
         missing = [name for name in config.stages if name not in self.stages]
         if missing:
             raise ValueError(f"guard stages not built: {', '.join(missing)}")
-        self.upright = upright
-        self.candidates = candidate_grid(config)
-        self.rendered = [c for c in self.candidates if c.stage is None]
+        self.candidates = guard_candidates(renderer, config)
 
-    def frontalize(self, faces: Sequence[FaceInput]) -> list[FrontalizedFace]:
+    def frontalize(self, faces: Sequence[FaceInput]) -> list[FaceOutcome]:
         """Frontalize a batch: K candidates per face, scored; one result per face carrying the ``guard`` record."""
         if not faces:
             return []
         batch = self._candidates(faces)
         share = {step: ms / len(faces) for step, ms in batch.timings.items()}
-        results = []
-        for b in range(len(faces)):
+        results: list[FaceOutcome] = []
+        for b, images in enumerate(batch.images):
+            if isinstance(images, InputError):
+                results.append(images)
+                continue
+            poses = [_pose_or_nan(pose) for pose in batch.poses[b]]
             # rounded as in the manifest, so the recorded numbers reproduce the choice exactly
             scores = [CandidateScore(None if sim is None else round(sim, 5), round(pose["yaw"], 3),
                                      round(pose["pitch"], 3))
-                      for sim, pose in zip(batch.similarities[b], batch.poses[b])]
+                      for sim, pose in zip(batch.similarities[b], poses)]
             choice = choose_candidate(scores, max_residual_yaw=self.config.max_residual_yaw,
                                       max_residual_pitch=self.config.max_residual_pitch)
-            record = guard_record(self.candidates, scores, [pose["roll"] for pose in batch.poses[b]], choice,
+            record = guard_record(self.candidates, scores, [pose["roll"] for pose in poses], choice,
                                   config=self.config, source_face=batch.source_faces[b], timings_ms=share)
-            dumps = ({c.name: image for c, image in zip(self.candidates, batch.images[b])} if self.config.dump
-                     else {})
-            results.append(FrontalizedFace(image=batch.images[b][choice.index], source_pose=batch.source_poses[b],
+            dumps = {c.name: image for c, image in zip(self.candidates, images)} if self.config.dump else {}
+            results.append(FrontalizedFace(image=images[choice.index], source_pose=batch.source_poses[b],
                                            output_pose=batch.poses[b][choice.index], extra={"guard": record},
                                            candidate_images=dumps))
         return results
@@ -312,31 +264,30 @@ class GuardedFrontalizer:
     def _candidates(self, faces: Sequence[FaceInput]) -> _BatchCandidates:
         timings: dict[str, float] = {}
         with timed(timings, "render"):
-            batch = images_to_tensor([network_input(face.crop) for face in faces], device=self.engine.device)
-            state = self.engine.extract(batch)
-            offsets = [face.roll_offset for face in faces] if self.upright else None
-            out = self.engine.render(state, [c.target() for c in self.rendered], roll_offset=offsets,
-                                     chunk_size=self.config.render_chunk)
-            rendered = out["image"]
-            flat = tensor_to_images(rendered.reshape(-1, *rendered.shape[2:]))
-        count = len(self.rendered)
-        images = [[flat[b * count + k] for k in range(count)] for b in range(len(faces))]
+            renders = self.renderer.render_candidates(faces)
+        ok = [b for b, row in enumerate(renders.images) if not isinstance(row, InputError)]
+        images: list[list[np.ndarray] | InputError] = list(renders.images)
         if self.config.stages:
             with timed(timings, "stages"):
-                images = [self._with_stages(face, row) for face, row in zip(faces, images)]
+                for b in ok:
+                    images[b] = self._with_stages(faces[b], _rendered(images[b]))
+        jobs = [(b, c.source_index, image) for b in ok for c, image in zip(self.candidates, _rendered(images[b]))]
         with timed(timings, "pose"):
-            poses = self._residual_poses([image for row in images for image in row])
+            flat_poses = self.renderer.residual_poses(renders, jobs) if jobs else []
         with timed(timings, "score"):
-            embeddings = self.scorer.embed([face.crop for face in faces] + [im for row in images for im in row])
-        sources, rest = embeddings[: len(faces)], embeddings[len(faces):]
+            embeddings = self.scorer.embed([faces[b].crop for b in ok] + [image for _, _, image in jobs])
+        sources, rest = embeddings[: len(ok)], embeddings[len(ok):]
         total = len(self.candidates)
-        similarities = [[cosine_or_none(sources[b], rest[b * total + k]) for k in range(total)]
-                        for b in range(len(faces))]
-        return _BatchCandidates(
-            images=images, poses=[poses[b * total:(b + 1) * total] for b in range(len(faces))],
-            similarities=similarities, source_faces=[vector is not None for vector in sources],
-            source_poses=poses_from_angles(state.motion.pitch, state.motion.yaw, state.motion.roll),
-            timings=timings)
+        poses: list[list[Pose | None]] = [[] for _ in faces]
+        similarities: list[list[float | None]] = [[] for _ in faces]
+        source_faces = [False] * len(faces)
+        for position, b in enumerate(ok):
+            block = slice(position * total, (position + 1) * total)
+            poses[b] = list(flat_poses[block])
+            similarities[b] = [cosine_or_none(sources[position], vector) for vector in rest[block]]
+            source_faces[b] = sources[position] is not None
+        return _BatchCandidates(images=images, poses=poses, similarities=similarities, source_faces=source_faces,
+                                source_poses=list(renders.source_poses), timings=timings)
 
     def _with_stages(self, face: FaceInput, rendered: list[np.ndarray]) -> list[np.ndarray]:
         """The rendered candidates of one face followed by their stage-processed versions (candidate order)."""
@@ -345,38 +296,47 @@ class GuardedFrontalizer:
                   for c in self.candidates if c.stage is not None]
         return [*rendered, *staged]
 
-    def _residual_poses(self, images: Sequence[np.ndarray]) -> list[Pose]:
-        """Motion-extractor pose of every candidate crop (one batch of B·K, or chunks of ``render_chunk``)."""
-        step = self.config.render_chunk or len(images)
-        poses: list[Pose] = []
-        for start in range(0, len(images), step):
-            chunk = images_to_tensor([network_input(image) for image in images[start:start + step]],
-                                     device=self.engine.device)
-            poses.extend(poses_from_angles(*self.engine.estimate_pose(chunk)))
-        return poses
+
+def _rendered(row: list[np.ndarray] | InputError) -> list[np.ndarray]:
+    assert not isinstance(row, InputError)
+    return row
+
+
+_UNKNOWN_POSE: Pose = {"pitch": math.nan, "yaw": math.nan, "roll": math.nan}
+
+
+def _pose_or_nan(pose: Pose | None) -> Pose:
+    """A residual pose that could not be measured is NaN for the choice rule (never within the limits)."""
+    return _UNKNOWN_POSE if pose is None else pose
 
 
 # ---- building ----------------------------------------------------------------------------------------------------
 def build_guard_frontalizer(plan: RunPlan) -> GuardedFrontalizer:
-    """Load LivePortrait, the guard's detector, recognizer and stages (weights verified by ``plan_run``; each
-    model placed by :func:`frontalize.devices.model_device` for its kind)."""
+    """The backend's candidate renderer, the guard's detector, recognizer and stages (weights verified by
+    ``plan_run``; each model placed by :func:`frontalize.devices.model_device` for its kind).
+
+    Raises:
+        ConfigError: the backend renders no candidates (identity).
+    """
     cfg = plan.config
     guard = cfg.guard
-    front = cfg.frontalizer
-    if (front.target, front.alpha, front.expression, front.stitching) != ("frontal", 1.0, "keep", True):
-        logger.warning("identity guard: frontalizer.target/alpha/expression/stitching are ignored; the candidates "
-                       "come from guard.alphas/expressions/stitching")
-    networks = load_official(plan.weights_root, device=plan.device, allow_unverified=cfg.allow_unverified_weights)
-    engine = LivePortraitFrontalizer(networks, device=plan.device, precision=cfg.frontalizer.precision)
+    spec = get_backend_spec(cfg.frontalizer.backend)
+    if spec.build_candidates is None:
+        raise ConfigError(no_candidates_message(cfg.frontalizer.backend))
+    renderer = spec.build_candidates(BackendContext(
+        config=cfg.frontalizer, weights_root=plan.weights_root, device=plan.device,
+        allow_unverified=cfg.allow_unverified_weights, upright=cfg.crop.upright, pose_source=plan.pose_source,
+        guard=guard))
+    count = guard.candidate_count(cfg.frontalizer.backend)
     detector = build_detector(guard.detector, weights_root=plan.weights_root, det_size=guard.det_size,
                               threshold=guard.threshold, nms_threshold=cfg.detection.nms_threshold,
                               device=plan.device)
     recognizer = build_recognizer(guard.recognizer, weights_root=plan.weights_root, device=plan.device,
-                                  batch_size=max(32, cfg.frontalizer.batch_size * guard.candidate_count))
+                                  batch_size=max(32, cfg.frontalizer.batch_size * count))
     stages = {name: build_stage(name, cfg.stages, weights_root=plan.weights_root, device=plan.device)
               for name in guard.stages}
-    logger.info("identity guard: %d candidates per face (%s), scored with %s on %s faces, limits |yaw| ≤ %g°, "
-                "|pitch| ≤ %g°", guard.candidate_count, ", ".join(c.name for c in candidate_grid(guard)),
+    logger.info("identity guard (%s): %d candidates per face (%s), scored with %s on %s faces, limits |yaw| ≤ %g°, "
+                "|pitch| ≤ %g°", renderer.name, count, ", ".join(c.name for c in guard_candidates(renderer, guard)),
                 guard.recognizer, guard.detector, guard.max_residual_yaw, guard.max_residual_pitch)
-    return GuardedFrontalizer(engine, guard, IdentityScorer(detector, recognizer), stages=stages,
-                              upright=cfg.crop.upright)
+    return GuardedFrontalizer(renderer, guard, IdentityScorer(detector, recognizer), stages=stages)
+

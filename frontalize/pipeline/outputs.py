@@ -163,6 +163,8 @@ class FinishStep:
             "landmarks": face.face.landmark_kind,
             "source_pose": pose_record(face.source_pose),
             "output_pose": pose_record(face.output_pose),
+            "pose_source": face.pose_source,
+            "roll_offset": round(float(face.face.roll_offset), 3),
             "outputs": outputs,
             **face.extra,
             **({"guard_dumps": dumps} if dumps else {}),
@@ -207,11 +209,14 @@ class FinishStep:
             "landmarks": first.get("landmarks"),
             "source_pose": first.get("source_pose"),
             "output_pose": first.get("output_pose"),
+            "pose_source": first.get("pose_source"),
             "outputs": first.get("outputs", {}),
         }
         row.update({key: value for key, value in first.items() if key not in row})
         if len(faces) > 1:
             row["other_faces"] = faces[1:]
+        if rendered.failed_faces:
+            row["failed_faces"] = [dict(face) for face in rendered.failed_faces]
         if prepared.info:
             row["image"] = dict(prepared.info)
         row["timings_ms"] = {step: round(ms, 2) for step, ms in timings.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from frontalize.config.inference import InferenceConfig
 from frontalize.pipeline.inputs import InputItem
@@ -31,12 +31,14 @@ class RunPlan:
         resume: which of them to process now and which are already done.
         config_hash: the run hash (:func:`frontalize.pipeline.provenance.run_hash` of ``hash_inputs``).
         weights_root: weights root folder.
-        verified_weights: every weight file the run loads, verified.
+        verified_weights: every weight file under the weights root the run loads, verified (what Ray workers
+            verify again).
         device: the run's concrete device (models are placed by :func:`frontalize.devices.model_device`).
         overwrite: replace existing outputs.
-        measure_poses: whether source/output poses are measured.
-        hash_inputs: the flat key → value map the run hash is computed from (pixel-changing config keys and
-            the checksum, or ``unverified``, of every weight file).
+        hash_inputs: the flat key → value map the run hash is computed from (pixel-changing config keys, the
+            checksum, or ``unverified``, of every weight file, the pose source and its estimator).
+        pose_source: the resolved pose source (``motion_extractor``, ``landmarks68``) or None (no poses).
+        packaged_weights: every package-shipped file the run loads (``frontalize.weights.PACKAGED``), verified.
     """
 
     config: InferenceConfig
@@ -49,5 +51,11 @@ class RunPlan:
     verified_weights: dict[str, VerifiedWeight]
     device: str
     overwrite: bool = False
-    measure_poses: bool = False
     hash_inputs: Mapping[str, Any] = field(default_factory=dict)
+    pose_source: Literal["motion_extractor", "landmarks68"] | None = None
+    packaged_weights: dict[str, VerifiedWeight] = field(default_factory=dict)
+
+    @property
+    def measure_poses(self) -> bool:
+        """Whether source/output poses are measured."""
+        return self.pose_source is not None

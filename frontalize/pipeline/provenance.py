@@ -6,7 +6,10 @@ an input's outputs:
 * every config key except those of :data:`~frontalize.config.inference.HASH_EXCLUDE` (execution, input selection,
   device, Ray): ``input.max_pixels``, detection, crop, frontalizer, guard, output, stages, variants;
 * the identity of every weight file the run loads: ``weights.<key>`` = its verified sha256, or ``unverified``
-  when checksums were not checked (``--allow-unverified-weights``, e.g. ``make_test_weights.py`` output).
+  when checksums were not checked (``--allow-unverified-weights``, e.g. ``make_test_weights.py`` output); package-
+  shipped files (dlib's 68-point predictor) the same way;
+* the pose source that measures the rows' poses: ``pose.source`` (``motion_extractor``, ``landmarks68`` or None) and
+  ``pose.estimator`` (its settings beyond the weight file).
 
 ``OUT/config_hashes.json`` keeps, for each hash whose results the folder holds, the flat key → value map the hash
 was computed from. When a run finds results made under another hash (manifest rows, Ray shards, or a run that
@@ -67,20 +70,25 @@ def _excluded(key: str, exclude: Iterable[str]) -> bool:
     return any(key == dotted or key.startswith(dotted + ".") for dotted in exclude)
 
 
-def hash_inputs(cfg: InferenceConfig, verified_weights: Mapping[str, VerifiedWeight]) -> dict[str, Any]:
+def hash_inputs(cfg: InferenceConfig, verified_weights: Mapping[str, VerifiedWeight],
+                derived: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The flat key → value map a run hash is computed from (JSON-ready, sorted keys).
 
     Args:
         cfg: the resolved config.
-        verified_weights: every weight file the run loads (``sha256`` None when not verified).
+        verified_weights: every weight file the run loads, registry and package-shipped (``sha256`` None when not
+            verified).
+        derived: values resolved from the config and the machine that change the rows (``pose.source``,
+            ``pose.estimator``).
 
     Returns:
         Config keys outside :data:`HASH_EXCLUDE` with their values, plus ``weights.<key>`` → sha256 or
-        :data:`UNVERIFIED`.
+        :data:`UNVERIFIED`, plus ``derived``.
     """
     flat = {key: value for key, value in _flatten(config_to_dict(cfg)).items() if not _excluded(key, HASH_EXCLUDE)}
     for key, weight in verified_weights.items():
         flat[f"weights.{key}"] = weight.sha256 or UNVERIFIED
+    flat.update(derived or {})
     return dict(sorted(flat.items()))
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from frontalize.faces.types import Face
 from frontalize.pipeline.inputs import InputItem
 
 Pose = dict[str, float]
-"""Head pose in degrees: ``{"pitch": p, "yaw": y, "roll": r}`` (LivePortrait motion-extractor convention)."""
+"""Head pose in degrees: ``{"pitch": p, "yaw": y, "roll": r}`` (the project's convention, LivePortrait's)."""
 
 
 @dataclass
@@ -30,6 +31,7 @@ class PreparedFace:
         crop_to_source: 3×3 float32 matrix mapping crop pixels to source pixels (``M_c2o``).
         roll_offset: target-roll offset in degrees that makes the face upright in the source image (−θ of the
             crop's in-plane rotation).
+        crop_face: the detection mapped into crop pixels (box + 5 keypoints), for backends that place landmarks.
     """
 
     index: int
@@ -39,6 +41,7 @@ class PreparedFace:
     crop: np.ndarray
     crop_to_source: np.ndarray
     roll_offset: float = 0.0
+    crop_face: Face | None = None
 
 
 @dataclass
@@ -77,6 +80,7 @@ class RenderedFace:
         output_pose: pose of the frontalized crop (the residual), or None.
         extra: backend-specific manifest fields (e.g. candidates of an identity guard).
         candidate_images: name → candidate crop written under ``_guard/`` (identity guard with ``guard.dump``).
+        pose_source: what measured the poses (``motion_extractor``, ``landmarks68``), or None.
     """
 
     face: PreparedFace
@@ -85,14 +89,26 @@ class RenderedFace:
     output_pose: Pose | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     candidate_images: dict[str, np.ndarray] = field(default_factory=dict)
+    pose_source: str | None = None
 
 
 @dataclass
 class Rendered:
-    """An input after the frontalize batch."""
+    """An input after the frontalize batch.
+
+    Attributes:
+        prepared: the prepared input.
+        faces: the rendered faces (empty unless status is ok).
+        status: ``ok`` or the failure status.
+        reason: failure reason ("" when ok).
+        timings: milliseconds per step so far.
+        failed_faces: ``{"face_index", "status", "reason"}`` of each face the backend could not process (e.g.
+            ``landmarks_unfit``) while the input as a whole went on.
+    """
 
     prepared: Prepared
     faces: list[RenderedFace] = field(default_factory=list)
     status: str = "ok"
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    failed_faces: list[dict[str, Any]] = field(default_factory=list)

@@ -1,22 +1,31 @@
-"""Which weight files a run needs, derived from the config alone (verified before any image is read)."""
+"""What a run needs, derived from the config alone (verified before any image is read): weight files, package-shipped
+files, and the pose source that measures ``source_pose`` / ``output_pose``."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from frontalize.config.inference import GuardConfig, InferenceConfig
-from frontalize.errors import ConfigError
+from frontalize.errors import ConfigError, WeightsMissingError
 from frontalize.faces.registry import LANDMARKER106_KEYS, detector_weight_keys, recognizer_weight_keys
-from frontalize.pipeline.backends.base import get_backend_spec
+from frontalize.pipeline.backends.base import BackendSpec, PoseSourceName, get_backend_spec, no_candidates_message
 from frontalize.stages.registry import stage_weight_keys
-from frontalize.weights import weight_path
+from frontalize.weights import OFFLINE_INSTALL, weight_path
 
 logger = logging.getLogger(__name__)
 
 POSE_WEIGHT_KEY = "lp_motion_extractor"
-"""The LivePortrait motion extractor measures source and output poses."""
+"""The LivePortrait motion extractor (pose source ``motion_extractor``)."""
+
+LANDMARKS68_KEY = "dlib_shape_predictor_68"
+"""The package-shipped dlib 68-point predictor (pose source ``landmarks68``; the mesh backend)."""
+
+LANDMARKS68_MODULES = ("dlib", "face_recognition_models")
+"""Python packages the 68-point landmarker imports (the ``offline`` extra)."""
 
 DETECTOR_CHAINS: dict[str, tuple[str, bool]] = {
     "insightface": ("scrfd_10g", True),
@@ -30,19 +39,81 @@ DETECTOR_CHAINS: dict[str, tuple[str, bool]] = {
 5 points and the approximate crop."""
 
 
-def pose_estimator_wanted(cfg: InferenceConfig, weights_root: Path) -> bool:
-    """Whether the identity-style backends get a motion-extractor pose estimator (``frontalizer.pose_estimation``).
+@dataclass(frozen=True)
+class RunRequirements:
+    """What a run loads.
 
-    ``auto`` uses it when the weight file is present (it is then verified with the others), so a crop-only run
-    on a machine without LivePortrait weights still works, with null poses.
+    Attributes:
+        keys: registry weight keys (under the weights root), stable order, no duplicates.
+        packaged: :data:`frontalize.weights.PACKAGED` keys (files inside installed packages).
+        pose_source: the resolved pose source, or None when poses are not measured.
     """
-    mode = cfg.frontalizer.pose_estimation
-    if mode == "auto":
-        present = weight_path(POSE_WEIGHT_KEY, weights_root).is_file()
-        if not present:
-            logger.info("poses: not measured (no %s under %s; pose_estimation auto)", POSE_WEIGHT_KEY, weights_root)
-        return present
-    return mode == "always"
+
+    keys: tuple[str, ...]
+    packaged: tuple[str, ...]
+    pose_source: PoseSourceName | None
+
+    @property
+    def measure_poses(self) -> bool:
+        """Whether source/output poses are measured."""
+        return self.pose_source is not None
+
+
+def landmarks68_installed() -> bool:
+    """Whether dlib and face_recognition_models are importable (found without importing them)."""
+    return all(importlib.util.find_spec(name) is not None for name in LANDMARKS68_MODULES)
+
+
+def require_landmarks68(why: str) -> None:
+    """Stop before any image when the 68-point landmarker's packages are missing.
+
+    Raises:
+        WeightsMissingError: dlib or face_recognition_models is not installed (exit 3, names the install command).
+    """
+    missing = [name for name in LANDMARKS68_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise WeightsMissingError(f"{why} needs dlib's 68-point landmarker, but {', '.join(missing)} is not "
+                                  f"installed; install the offline extra with: {OFFLINE_INSTALL}")
+
+
+def resolve_pose_source(cfg: InferenceConfig, weights_root: Path, spec: BackendSpec) -> PoseSourceName | None:
+    """The pose source of a run (``frontalizer.pose_estimation`` × ``frontalizer.pose_source``, README "Poses").
+
+    ``auto`` is the backend's own estimator (liveportrait: motion extractor; mesh: 68 landmarks); for identity, the
+    motion extractor when its weight file is present, else the 68-point estimator. With ``pose_estimation: auto`` a
+    source whose model is unavailable leaves poses null (one info line); ``always`` keeps it, so its verification
+    stops the run (exit 3). With the identity guard the backend's own estimator is used (it measures the
+    candidates' residual poses).
+
+    Raises:
+        ConfigError: the guard with a pose source other than the backend's own.
+    """
+    front = cfg.frontalizer
+    native = spec.native_pose_source
+    if cfg.guard.enabled and native is not None:
+        if front.pose_source not in ("auto", native):
+            raise ConfigError(f"frontalizer.pose_source: the identity guard measures residual poses with the "
+                              f"{front.backend} backend's own estimator ({native}); set pose_source: auto or {native}")
+        return native
+    if front.pose_estimation == "never":
+        return None
+    source: PoseSourceName
+    if front.pose_source != "auto":
+        source = front.pose_source
+    elif native is not None:
+        source = native
+    else:
+        source = "motion_extractor" if weight_path(POSE_WEIGHT_KEY, weights_root).is_file() else "landmarks68"
+    if front.pose_estimation == "always" or source == native:
+        return source
+    available = (weight_path(POSE_WEIGHT_KEY, weights_root).is_file() if source == "motion_extractor"
+                 else landmarks68_installed())
+    if not available:
+        what = (f"no {POSE_WEIGHT_KEY} under {weights_root}" if source == "motion_extractor"
+                else f"dlib's 68-point landmarker is not installed ({OFFLINE_INSTALL})")
+        logger.info("poses: not measured (%s; pose_estimation auto)", what)
+        return None
+    return source
 
 
 def guard_weight_keys(config: GuardConfig, stage_keys: Mapping[str, tuple[str, ...]] | None = None
@@ -59,14 +130,12 @@ def guard_weight_keys(config: GuardConfig, stage_keys: Mapping[str, tuple[str, .
     return tuple(dict.fromkeys(keys))
 
 
-def weight_requirements(cfg: InferenceConfig, weights_root: Path) -> tuple[list[str], bool]:
-    """Every registry key the run loads, and whether poses are measured.
-
-    Returns:
-        ``(keys, measure_poses)``: keys in a stable order without duplicates.
+def weight_requirements(cfg: InferenceConfig, weights_root: Path) -> RunRequirements:
+    """Every registry key and package-shipped file the run loads, and the pose source.
 
     Raises:
-        ConfigError: ``guard.enabled`` without the liveportrait frontalizer.
+        ConfigError: ``guard.enabled`` with a backend that renders no candidates; a pose source the guard cannot
+            use.
     """
     detector, landmarks = DETECTOR_CHAINS[cfg.detection.detector]
     keys: list[str] = list(detector_weight_keys(detector))
@@ -74,18 +143,17 @@ def weight_requirements(cfg: InferenceConfig, weights_root: Path) -> tuple[list[
         keys.extend(LANDMARKER106_KEYS)
     spec = get_backend_spec(cfg.frontalizer.backend)
     keys.extend(spec.weight_keys(cfg.frontalizer))
-    if spec.uses_pose_estimator:
-        measure_poses = pose_estimator_wanted(cfg, weights_root)
-        if measure_poses:
-            keys.append(POSE_WEIGHT_KEY)
-    else:
-        measure_poses = cfg.frontalizer.pose_estimation != "never"
+    packaged = list(spec.packaged_keys)
+    if cfg.guard.enabled and spec.build_candidates is None:
+        raise ConfigError(no_candidates_message(cfg.frontalizer.backend))
+    pose_source = resolve_pose_source(cfg, weights_root, spec)
+    if pose_source == "motion_extractor":
+        keys.append(POSE_WEIGHT_KEY)
+    elif pose_source == "landmarks68":
+        packaged.append(LANDMARKS68_KEY)
     for name in cfg.used_stages():
         keys.extend(stage_weight_keys(name, cfg.stages))
     if cfg.guard.enabled:
-        if cfg.frontalizer.backend != "liveportrait":
-            raise ConfigError("guard.enabled: the identity guard needs the liveportrait frontalizer "
-                              "(add --frontalize or set frontalizer.backend: liveportrait)")
         keys.extend(guard_weight_keys(cfg.guard, {name: stage_weight_keys(name, cfg.stages)
                                                   for name in cfg.guard.stages}))
-    return list(dict.fromkeys(keys)), measure_poses
+    return RunRequirements(tuple(dict.fromkeys(keys)), tuple(dict.fromkeys(packaged)), pose_source)

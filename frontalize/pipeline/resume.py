@@ -1,8 +1,9 @@
 """Resume: which inputs a rerun can skip, decided from the manifest and the config hash.
 
 An input is done when the last complete manifest row for it has the current config hash and a final status
-(``ok``, ``no_face``, ``decode_error``, ``too_large``, ``skipped_existing``): running it again would give the
-same answer. Rows with another hash, or with a status that may be transient (``unreadable``,
+(``ok``, ``no_face``, ``decode_error``, ``too_large``, ``landmarks_unfit``, ``skipped_existing``): running it again
+would give the same answer (the 68-point fit is deterministic for the same image, config and predictor file, which
+the run hash covers). Rows with another hash, or with a status that may be transient (``unreadable``,
 ``frontalize_error``, ``stage_error``, ``write_error``, ``internal_error``), are redone. ``--overwrite`` redoes
 everything.
 """
@@ -18,7 +19,8 @@ from frontalize.pipeline.inputs import InputItem
 
 logger = logging.getLogger(__name__)
 
-FINAL_STATUSES: frozenset[str] = frozenset({"ok", "no_face", "decode_error", "too_large", "skipped_existing"})
+FINAL_STATUSES: frozenset[str] = frozenset({"ok", "no_face", "decode_error", "too_large", "landmarks_unfit",
+                                            "skipped_existing"})
 SUCCESS_STATUSES: frozenset[str] = frozenset({"ok", "skipped_existing"})
 
 

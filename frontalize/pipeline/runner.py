@@ -31,6 +31,7 @@ from frontalize.pipeline.build import OUTPUT_KINDS, build_steps
 from frontalize.pipeline.inputs import InputItem, check_output_location, discover_inputs
 from frontalize.pipeline.outputs import OutputLayout
 from frontalize.pipeline.plan import RunPlan
+from frontalize.pipeline.pose import landmarks68_identity
 from frontalize.pipeline.provenance import (
     check_no_foreign_results,
     hash_inputs,
@@ -38,12 +39,12 @@ from frontalize.pipeline.provenance import (
     run_hash,
     write_hash_record,
 )
-from frontalize.pipeline.requirements import weight_requirements
+from frontalize.pipeline.requirements import LANDMARKS68_KEY, require_landmarks68, weight_requirements
 from frontalize.pipeline.resume import SUCCESS_STATUSES, plan_resume
 from frontalize.pipeline.shards import merge_shards, read_shard_rows
 from frontalize.pipeline.steps import Steps
 from frontalize.pipeline.workers import batch_by_weight, bounded_map
-from frontalize.weights import resolve_weights_root, verify_weights
+from frontalize.weights import VerifiedWeight, resolve_weights_root, verify_packaged, verify_weights
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +96,14 @@ def plan_run(
     source_root, items = discover_inputs(source_dir, cfg.input)
     check_output_location(source_root, out_path)
     weights_root = resolve_weights_root(cfg.weights_dir)
-    keys, measure_poses = weight_requirements(cfg, weights_root)
+    needs = weight_requirements(cfg, weights_root)
+    keys = list(needs.keys)
     verified = verify_weights(keys, weights_root, allow_unverified=cfg.allow_unverified_weights) if keys else {}
+    packaged = verify_packaged_files(needs.packaged, weights_root)
     if cfg.allow_unverified_weights and keys:
         logger.warning("UNVERIFIED WEIGHTS: checksums are not enforced; with test weights (make_test_weights.py) "
                        "every output is MEANINGLESS and only exercises the pipeline")
-    inputs = hash_inputs(cfg, verified)
+    inputs = hash_inputs(cfg, {**verified, **packaged}, pose_hash_inputs(needs.pose_source))
     digest = run_hash(inputs)
     # rows of manifest shards an interrupted Ray run left behind count as written (merged when the run starts)
     latest = latest_rows([*read_manifest(out_path / MANIFEST_NAME), *read_shard_rows(out_path)])
@@ -111,7 +114,29 @@ def plan_run(
     resume = plan_resume(items, latest, digest, overwrite=overwrite)
     return RunPlan(config=cfg, source_root=source_root, out_dir=out_path, items=tuple(items), resume=resume,
                    config_hash=digest, weights_root=weights_root, verified_weights=verified, device=device,
-                   overwrite=overwrite, measure_poses=measure_poses, hash_inputs=inputs)
+                   overwrite=overwrite, hash_inputs=inputs, pose_source=needs.pose_source,
+                   packaged_weights=packaged)
+
+
+def verify_packaged_files(keys: Sequence[str], weights_root: Path) -> dict[str, VerifiedWeight]:
+    """Verify package-shipped files (size + sha256; the digest cached under the weights root when it exists).
+
+    Raises:
+        WeightsMissingError: a package is not installed (dlib for the 68-point landmarker included) or a file is
+            missing or corrupt; the message names the install command.
+    """
+    found = {}
+    for key in keys:
+        if key == LANDMARKS68_KEY:
+            require_landmarks68("the mesh backend or the landmarks68 pose source")
+        found[key] = verify_packaged(key, root=weights_root if weights_root.is_dir() else None)
+    return found
+
+
+def pose_hash_inputs(pose_source: str | None) -> dict[str, Any]:
+    """Run-hash entries of the pose source: its name and the estimator's settings (README "Resume")."""
+    estimator = {"landmarks68": landmarks68_identity(), "motion_extractor": "motion_extractor"}.get(pose_source or "")
+    return {"pose.source": pose_source, "pose.estimator": estimator}
 
 
 def _refuse_unrecorded_outputs(cfg: InferenceConfig, out_dir: Path, items: Sequence[InputItem]) -> None:

@@ -27,8 +27,8 @@ from frontalize.config.inference import CropConfig
 from frontalize.errors import InputError, NoFaceError
 from frontalize.faces.types import Face
 from frontalize.io.images import DEFAULT_MAX_PIXELS, load_image
-from frontalize.liveportrait.crop import crop_face
-from frontalize.pipeline.backends.base import FaceInput, FrontalizedFace, Frontalizer
+from frontalize.liveportrait.crop import crop_face, transform_points
+from frontalize.pipeline.backends.base import FaceInput, FaceOutcome, Frontalizer
 from frontalize.pipeline.inputs import InputItem
 from frontalize.pipeline.records import Prepared, PreparedFace, Rendered, RenderedFace
 
@@ -153,16 +153,37 @@ class PrepareStep:
             crop=result.image,
             crop_to_source=np.asarray(result.M_c2o, dtype=np.float32),
             roll_offset=float(result.roll_offset),
+            crop_face=face_in_crop(face, result.M_o2c),
         )
 
 
-class FrontalizeBatch:
-    """Run the faces of several prepared inputs through a frontalizer in batches of ``batch_size``."""
+def face_in_crop(face: Face, source_to_crop: np.ndarray) -> Face:
+    """A detection mapped into crop pixels (box + 5 keypoints; the box as the bounding box of its mapped corners).
 
-    def __init__(self, frontalizer: Frontalizer, batch_size: int = 8) -> None:
-        """Args: frontalizer: the backend; batch_size: faces per network call."""
+    Args:
+        face: the detection in source-image pixels.
+        source_to_crop: 3×3 (or 2×3) affine matrix, source → crop (``M_o2c``).
+    """
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    corners = transform_points(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]), source_to_crop)
+    return Face(box=np.r_[corners.min(axis=0), corners.max(axis=0)], score=face.score,
+                kps=transform_points(face.kps, source_to_crop))
+
+
+class FrontalizeBatch:
+    """Run the faces of several prepared inputs through a frontalizer in batches of ``batch_size``.
+
+    A face the backend answers with an :class:`~frontalize.errors.InputError` (e.g. ``landmarks_unfit``) is listed in
+    its input's ``failed_faces``; the input stays ``ok`` when another of its faces was rendered, else it takes that
+    face's status and reason. Any other failure of a face fails its input (``frontalize_error``).
+    """
+
+    def __init__(self, frontalizer: Frontalizer, batch_size: int = 8, pose_source: str | None = None) -> None:
+        """Args: frontalizer: the backend; batch_size: faces per network call; pose_source: what measured the
+        poses (recorded on each face)."""
         self.frontalizer = frontalizer
         self.batch_size = max(1, int(batch_size))
+        self.pose_source = pose_source
 
     def __call__(self, prepared: Sequence[Prepared]) -> list[Rendered]:
         """One :class:`Rendered` per prepared input (same order); failed inputs pass through unchanged."""
@@ -173,26 +194,33 @@ class FrontalizeBatch:
             for (slot, face), outcome, elapsed_ms in self._run_chunk(chunk):
                 target = rendered[slot]
                 target.timings["frontalize"] = target.timings.get("frontalize", 0.0) + elapsed_ms
-                if isinstance(outcome, BaseException):
+                if isinstance(outcome, InputError):  # this face only (e.g. landmarks_unfit): the others go on
+                    target.failed_faces.append({"face_index": face.index, "status": outcome.status,
+                                                "reason": str(outcome)})
+                elif isinstance(outcome, BaseException):
                     if target.status == "ok":
                         target.status, target.reason = "frontalize_error", describe_error(outcome)
-                    continue
-                target.faces.append(RenderedFace(face=face, image=outcome.image, source_pose=outcome.source_pose,
-                                                 output_pose=outcome.output_pose, extra=outcome.extra,
-                                                 candidate_images=outcome.candidate_images))
+                else:
+                    target.faces.append(RenderedFace(face=face, image=outcome.image, source_pose=outcome.source_pose,
+                                                     output_pose=outcome.output_pose, extra=outcome.extra,
+                                                     candidate_images=outcome.candidate_images,
+                                                     pose_source=self.pose_source))
         for item in rendered:
+            if item.status == "ok" and not item.faces and item.failed_faces:
+                first = item.failed_faces[0]
+                item.status, item.reason = str(first["status"]), str(first["reason"])
             if item.status != "ok":
                 item.faces = []
         return rendered
 
     def _run_chunk(
         self, chunk: list[tuple[int, PreparedFace]]
-    ) -> list[tuple[tuple[int, PreparedFace], FrontalizedFace | BaseException, float]]:
+    ) -> list[tuple[tuple[int, PreparedFace], FaceOutcome | BaseException, float]]:
         """Frontalize one chunk; when the whole chunk fails, retry face by face to isolate the culprit."""
         start = time.perf_counter()
         try:
-            outputs = self.frontalizer.frontalize([FaceInput(crop=face.crop, roll_offset=face.roll_offset)
-                                                   for _, face in chunk])
+            outputs = self.frontalizer.frontalize([FaceInput(crop=face.crop, roll_offset=face.roll_offset,
+                                                             face=face.crop_face) for _, face in chunk])
         except Exception as exc:  # a failing batch (OOM, bad crop): isolate it instead of failing every input
             if len(chunk) == 1:
                 logger.debug("frontalize failed", exc_info=True)

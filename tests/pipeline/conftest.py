@@ -14,7 +14,7 @@ import insightface
 import numpy as np
 import pytest
 import skimage.data
-from pipeline_helpers import save
+from pipeline_helpers import load_script, save
 
 from frontalize.cli.inference import main
 from frontalize.faces.registry import build_detector
@@ -73,3 +73,20 @@ def run_cli() -> Callable[..., int]:
         return main([*(str(a) for a in args), "--no-progress"])
 
     return runner
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``scripts/make_samples.py`` output: real faces (t1.jpg, the astronaut) as generic-layout identities, their
+    GT crops and the synthetic posed views at ±15/30/45° of yaw (``<id>/yaw±NN.jpg``, ``posed_views.json``)."""
+    root = tmp_path_factory.mktemp("samples") / "data"
+    load_script("make_samples").build_samples(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mesh_landmarker():  # type: ignore[no-untyped-def]
+    """dlib's 68-point landmarker from the installed face-recognition-models (shared by the mesh tests)."""
+    from frontalize.faces.registry import build_landmarker68
+
+    return build_landmarker68()

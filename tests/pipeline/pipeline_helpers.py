@@ -27,3 +27,9 @@ def save(path: Path, rgb: np.ndarray, quality: int = 92) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return path
+
+
+def unfit_face(rgb: np.ndarray) -> np.ndarray:
+    """A real face blurred (σ 8 px) so that RetinaFace still finds it (score > 0.99) but dlib's HOG check sees no
+    face where the 68 landmarks are: the mesh backend's ``landmarks_unfit`` case, measured on the astronaut."""
+    return cv2.GaussianBlur(rgb, (0, 0), 8)

@@ -11,10 +11,12 @@ from pipeline_helpers import OFFLINE_CONFIG
 from frontalize.config.inference import GuardConfig, InferenceConfig
 from frontalize.config.schema import load_config, with_value
 from frontalize.errors import ConfigError
+from frontalize.pipeline.backends.base import with_stage_candidates
+from frontalize.pipeline.backends.liveportrait import liveportrait_candidates
+from frontalize.pipeline.backends.mesh import mesh_candidates
 from frontalize.pipeline.guard import (
     CandidateScore,
     GuardChoice,
-    candidate_grid,
     choose_candidate,
     cosine_or_none,
     guard_record,
@@ -80,20 +82,35 @@ def test_cosine_or_none_never_scores_a_missing_face() -> None:
 def test_candidate_grid_order_names_and_targets() -> None:
     config = GuardConfig(alphas=(1.0, 0.5), expressions=("keep", "neutralize"), stitching=(True, False),
                          stages=("sharpen",))
-    grid = candidate_grid(config)
-    assert len(grid) == config.candidate_count == 16
+    grid = with_stage_candidates(liveportrait_candidates(config), config.stages)
+    assert len(grid) == config.candidate_count("liveportrait") == 16
     assert [c.name for c in grid[:4]] == ["a1.00-keep-stitch", "a1.00-keep-nostitch", "a1.00-neutral-stitch",
                                           "a1.00-neutral-nostitch"]
     assert grid[8].name == "a1.00-keep-stitch+sharpen" and grid[8].source_index == 0 and grid[8].stage == "sharpen"
     assert len({c.name for c in grid}) == 16
-    assert grid[0].target().mode == "frontal"
-    partial = grid[5].target()
+    assert grid[0].target.mode == "frontal"
+    partial = grid[5].target
     assert (partial.mode, partial.alpha, partial.expression, partial.stitching) == ("partial", 0.5, "keep", False)
+
+
+def test_mesh_candidate_grid_is_alpha_times_symmetry() -> None:
+    config = GuardConfig(alphas=(1.0, 0.7, 0.5), stages=("sharpen",))  # symmetry defaults to [true, false]
+    grid = with_stage_candidates(mesh_candidates(config), config.stages)
+    assert len(grid) == config.candidate_count("mesh") == 12
+    assert [c.name for c in grid[:6]] == ["a1.00-sym", "a1.00-nosym", "a0.70-sym", "a0.70-nosym", "a0.50-sym",
+                                          "a0.50-nosym"]
+    assert grid[7].name == "a1.00-nosym+sharpen" and grid[7].source_index == 1 and grid[7].stage == "sharpen"
+    assert (grid[0].target.mode, grid[0].target.symmetry) == ("frontal", True)
+    partial = grid[3].target
+    assert (partial.mode, partial.alpha, partial.symmetry) == ("partial", 0.7, False)
+    assert dict(grid[3].fields) == {"symmetry": False}
+    with pytest.raises(ConfigError, match=r"guard.symmetry: a value is listed more than once"):
+        GuardConfig(symmetry=(True, True))
 
 
 def test_guard_record_holds_every_candidate_number() -> None:
     config = GuardConfig(alphas=(1.0, 0.7), expressions=("keep",))
-    grid = candidate_grid(config)
+    grid = liveportrait_candidates(config)
     scores = _scores((0.812345678, 1.23456, -0.5), (None, 12.0, 0.0))
     choice = choose_candidate(scores, max_residual_yaw=config.max_residual_yaw,
                               max_residual_pitch=config.max_residual_pitch)
@@ -103,7 +120,13 @@ def test_guard_record_holds_every_candidate_number() -> None:
     assert first == {"name": "a1.00-keep-stitch", "alpha": 1.0, "expression": "keep", "stitching": True,
                      "stage": None, "similarity": 0.81235, "residual_yaw": 1.235, "residual_pitch": -0.5,
                      "residual_roll": 0.25, "within_limits": True}
+    assert list(first) == ["name", "alpha", "expression", "stitching", "stage", "similarity", "residual_yaw",
+                           "residual_pitch", "residual_roll", "within_limits"]  # the record of earlier releases
     assert second["similarity"] is None and second["residual_roll"] is None and second["within_limits"] is False
+    mesh = guard_record(mesh_candidates(config), scores, [0.25, math.nan], choice, config=config, source_face=True)
+    assert mesh["candidates"][1] == {"name": "a1.00-nosym", "alpha": 1.0, "symmetry": False, "stage": None,
+                                     "similarity": None, "residual_yaw": 12.0, "residual_pitch": 0.0,
+                                     "residual_roll": None, "within_limits": False}
 
 
 def test_guard_is_off_by_default_and_offline_config_uses_offline_models() -> None:
@@ -129,17 +152,25 @@ def test_bad_guard_settings_name_the_key(override: str, message: str) -> None:
         load_config(InferenceConfig, None, [override])
 
 
-def test_guard_weights_are_required_and_the_guard_needs_liveportrait(tmp_path: Path) -> None:
+def test_guard_weights_are_required_and_the_guard_needs_a_frontalizing_backend(tmp_path: Path) -> None:
     cfg = with_value(InferenceConfig(), "guard.enabled", True)
-    with pytest.raises(ConfigError, match="needs the liveportrait frontalizer"):
+    with pytest.raises(ConfigError, match="the identity frontalizer renders no candidates for the identity guard"):
         weight_requirements(cfg, tmp_path)
     cfg = with_value(cfg, "frontalizer.backend", "liveportrait")
-    keys, _ = weight_requirements(cfg, tmp_path)
-    assert {"insightface_w600k_r50", "insightface_det_10g", "lp_spade_generator"} <= set(keys)
+    needs = weight_requirements(cfg, tmp_path)
+    assert {"insightface_w600k_r50", "insightface_det_10g", "lp_spade_generator"} <= set(needs.keys)
+    assert needs.pose_source == "motion_extractor" and needs.packaged == ()
     cfg = with_value(with_value(cfg, "guard.recognizer", "arcface_r100"), "guard.stages", ["gfpgan"])
-    keys, _ = weight_requirements(cfg, tmp_path)
+    keys = weight_requirements(cfg, tmp_path).keys
     assert {"insightface_glintr100", "gfpgan_v1.4"} <= set(keys) and "insightface_w600k_r50" not in keys
     offline = with_value(load_config(InferenceConfig, OFFLINE_CONFIG, ["guard.enabled=true"]),
                          "frontalizer.backend", "liveportrait")
-    keys, _ = weight_requirements(offline, tmp_path)
+    keys = weight_requirements(offline, tmp_path).keys
     assert not [key for key in keys if key.startswith("insightface")]
+    mesh = weight_requirements(with_value(offline, "frontalizer.backend", "mesh"), tmp_path)
+    assert mesh.keys == ()  # offline detector, dlib recognizer, package-shipped predictor: nothing to download
+    assert mesh.packaged == ("dlib_shape_predictor_68",) and mesh.pose_source == "landmarks68"
+    other = with_value(with_value(offline, "frontalizer.backend", "mesh"), "frontalizer.pose_source",
+                       "motion_extractor")
+    with pytest.raises(ConfigError, match=r"pose_source: the identity guard measures residual poses with the mesh"):
+        weight_requirements(other, tmp_path)

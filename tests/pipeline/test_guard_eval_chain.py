@@ -56,11 +56,9 @@ def stand_in_liveportrait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     def engine(*args: object, **kwargs: object) -> StandInEngine:
         return StandInEngine()
 
-    for module in ("frontalize.liveportrait.loading", "frontalize.pipeline.backends.liveportrait",
-                   "frontalize.pipeline.guard"):
+    for module in ("frontalize.liveportrait.loading", "frontalize.pipeline.backends.liveportrait"):
         monkeypatch.setattr(f"{module}.load_official", lambda *args, **kwargs: {})
-    for module in ("frontalize.liveportrait.frontalizer", "frontalize.pipeline.backends.liveportrait",
-                   "frontalize.pipeline.guard"):
+    for module in ("frontalize.liveportrait.frontalizer", "frontalize.pipeline.backends.liveportrait"):
         monkeypatch.setattr(f"{module}.LivePortraitFrontalizer", engine)
     return weights
 

@@ -15,6 +15,7 @@ from frontalize.config.stages import SharpenConfig
 from frontalize.faces.registry import build_detector, build_recognizer
 from frontalize.liveportrait.crop import crop_face
 from frontalize.pipeline.backends.base import FaceInput
+from frontalize.pipeline.backends.liveportrait import LivePortraitCandidates
 from frontalize.pipeline.guard import CandidateScore, GuardedFrontalizer, IdentityScorer, choose_candidate
 from frontalize.stages.sharpen import SharpenStage
 
@@ -42,7 +43,7 @@ CONFIG = GuardConfig(enabled=True, alphas=(1.0, 0.7, 0.5), expressions=("keep",)
 def _guard(config: GuardConfig, scorer: IdentityScorer) -> tuple[GuardedFrontalizer, StandInEngine]:
     engine = StandInEngine()
     stages = {"sharpen": SharpenStage(SharpenConfig(enabled=True))} if config.stages else {}
-    return GuardedFrontalizer(engine, config, scorer, stages=stages), engine
+    return GuardedFrontalizer(LivePortraitCandidates(engine, config), config, scorer, stages=stages), engine
 
 
 def _rescored(record: dict) -> list[CandidateScore]:

@@ -120,9 +120,10 @@ def test_guard_weights_are_verified_before_any_image_is_read(one_face: Path, tmp
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
 
-def test_guard_without_liveportrait_is_a_config_error(one_face: Path, tmp_path: Path, run_cli: Callable[..., int],
+def test_guard_with_the_identity_backend_is_a_config_error(one_face: Path, tmp_path: Path, run_cli: Callable[..., int],
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     code = run_cli("--config", OFFLINE_CONFIG, "--source_dir", one_face / "astro", "-o", tmp_path / "out",
                    "--set", "guard.enabled=true", "--dry-run")
     assert code == 2
-    assert "guard.enabled: the identity guard needs the liveportrait frontalizer" in capsys.readouterr().err
+    assert "guard.enabled: the identity frontalizer renders no candidates for the identity guard" in \
+        capsys.readouterr().err

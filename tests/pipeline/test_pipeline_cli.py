@@ -45,6 +45,19 @@ def test_precedence_defaults_yaml_set_flags(tmp_path: Path, run_cli: Callable[..
     assert yaml.safe_load(capsys.readouterr().out)["frontalizer"]["backend"] == "identity"
 
 
+def test_frontalize_takes_an_optional_backend(run_cli: Callable[..., int], capsys: pytest.CaptureFixture[str]) -> None:
+    backends = {}
+    for flags in (["--frontalize"], ["--frontalize", "mesh"], ["--frontalize", "liveportrait"], []):
+        assert run_cli(*flags, "--print-config") == 0
+        backends[" ".join(flags)] = yaml.safe_load(capsys.readouterr().out)["frontalizer"]["backend"]
+    assert backends == {"--frontalize": "liveportrait", "--frontalize mesh": "mesh",
+                        "--frontalize liveportrait": "liveportrait", "": "identity"}
+    assert run_cli("--frontalize", "meshh", "--print-config") == 2
+    assert "invalid choice: 'meshh'" in capsys.readouterr().err
+    help_text = " ".join(build_parser().format_help().split())
+    assert "alone or 'liveportrait' = LivePortrait" in help_text and "'mesh' = the geometric" in help_text
+
+
 def test_misspelled_keys_exit_2_with_a_suggestion(tmp_path: Path, run_cli: Callable[..., int],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "typo.yaml"

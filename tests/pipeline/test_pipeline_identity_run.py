@@ -40,7 +40,10 @@ def test_identity_run_mirrors_tree_and_writes_manifest(identity_tree: Path, tmp_
         assert row["reason"] == ""
         assert row["face_count"] >= 1 and row["face_index"] == 0
         assert row["landmarks"] == "5"  # retinaface_mnet gives 5 points → approximate crop
-        assert row["source_pose"] is None and row["output_pose"] is None  # no LivePortrait weights
+        # no LivePortrait weights: the offline 68-point estimator measures the pose (the image is unchanged)
+        assert row["pose_source"] == "landmarks68"
+        assert row["source_pose"] is not None and row["output_pose"] == row["source_pose"]
+        assert abs(row["source_pose"]["yaw"]) <= 75 and abs(row["source_pose"]["pitch"]) < 30  # t1_0 reads 53°
         stem = row["input"].rsplit(".", 1)[0]
         assert row["outputs"] == {"default": {"crop": f"{stem}.png"}}
         image = cv2.imread(str(out / row["outputs"]["default"]["crop"]))

@@ -80,6 +80,7 @@ def test_identity_with_insightface_chain_measures_poses(two_faces: Path, test_we
     for row in read_manifest(out / "manifest.jsonl"):
         assert row["status"] == "ok" and row["landmarks"] == "106"  # det_10g + 2d106det stand-ins
         assert _pose_ok(row["source_pose"]) and row["output_pose"] == row["source_pose"]
+        assert row["pose_source"] == "motion_extractor"  # auto: M's weight file is present
 
 
 def test_missing_weights_exit_3_before_any_image_is_read(two_faces: Path, tmp_path: Path,
@@ -121,7 +122,24 @@ def test_pose_estimation_never_and_always(two_faces: Path, test_weights: Path, t
                    test_weights, "--allow-unverified-weights", "--set", "frontalizer.pose_estimation=never") == 0
     (row,) = read_manifest(out / "manifest.jsonl")
     assert row["source_pose"] is None and row["output_pose"] is None
+    assert row["pose_source"] is None
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_cli("--config", OFFLINE_CONFIG, "--source_dir", two_faces / "t1", "-o", tmp_path / "always",
-                   "--weights-dir", empty, "--set", "frontalizer.pose_estimation=always") == 3
+                   "--weights-dir", empty, "--set", "frontalizer.pose_estimation=always",
+                   "--set", "frontalizer.pose_source=motion_extractor") == 3
+
+
+@pytest.mark.slow
+def test_liveportrait_with_the_68_point_pose_source(two_faces: Path, test_weights: Path, tmp_path: Path,
+                                                    run_cli: Callable[..., int]) -> None:
+    """The offline estimator measures the source crop (real face); the test weights' output is noise, in which it
+    finds no face it can fit: the output pose is null, never a made-up number, and the row is still ok."""
+    out = tmp_path / "out"
+    assert run_cli("--config", OFFLINE_CONFIG, "--source_dir", two_faces / "astronaut", "-o", out, "--frontalize",
+                   "--weights-dir", test_weights, "--allow-unverified-weights",
+                   "--set", "frontalizer.pose_source=landmarks68") == 0
+    (row,) = read_manifest(out / "manifest.jsonl")
+    assert row["status"] == "ok" and row["pose_source"] == "landmarks68"
+    assert _pose_ok(row["source_pose"]) and abs(row["source_pose"]["yaw"]) < 30
+    assert row["output_pose"] is None

@@ -22,6 +22,7 @@ from frontalize.pipeline.provenance import (
     run_hash,
     write_hash_record,
 )
+from frontalize.pipeline.requirements import RunRequirements
 from frontalize.pipeline.runner import plan_run
 from frontalize.pipeline.shards import shard_dir, write_shard
 from frontalize.weights import VerifiedWeight
@@ -105,7 +106,8 @@ def test_the_weights_actually_loaded_are_part_of_the_hash(source: Path, tmp_path
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Test weights (unverified) then verified weights into the same folder: stop, naming the weight file."""
     sha = {"value": None}
-    monkeypatch.setattr("frontalize.pipeline.runner.weight_requirements", lambda cfg, root: ([WEIGHT], False))
+    monkeypatch.setattr("frontalize.pipeline.runner.weight_requirements",
+                        lambda cfg, root: RunRequirements((WEIGHT,), (), None))
     monkeypatch.setattr("frontalize.pipeline.runner.verify_weights",
                         lambda keys, root, allow_unverified: _weights(sha["value"]))
     out = tmp_path / "out"

@@ -1,4 +1,5 @@
-"""Frontalizer backends behind one small interface (see :mod:`frontalize.pipeline.backends.base`)."""
+"""Frontalizer backends behind one small interface (see :mod:`frontalize.pipeline.backends.base`): ``identity``,
+``liveportrait`` and ``mesh``; the last two also render the identity guard's candidates."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from frontalize.pipeline.backends.base import (
     BACKEND_MODULES,
     BackendContext,
     BackendSpec,
+    Candidate,
+    CandidateRenderer,
+    CandidateRenders,
     FaceInput,
+    FaceOutcome,
     FrontalizedFace,
     Frontalizer,
     PoseEstimator,
@@ -17,7 +22,11 @@ __all__ = [
     "BACKEND_MODULES",
     "BackendContext",
     "BackendSpec",
+    "Candidate",
+    "CandidateRenderer",
+    "CandidateRenders",
     "FaceInput",
+    "FaceOutcome",
     "FrontalizedFace",
     "Frontalizer",
     "PoseEstimator",

@@ -1,8 +1,9 @@
 """``identity`` frontalizer: crop/align only — the no-frontalization baseline.
 
 The output is the 512×512 crop itself, so the whole pipeline (detection, crop, paste-back, stages, manifest,
-resume) runs without LivePortrait weights. When a pose estimator is available the source pose is measured and
-the output pose equals it (the image is unchanged); otherwise both are null.
+resume) runs without LivePortrait weights. With a pose source (``frontalizer.pose_source``: the motion extractor
+when its weight is present, else the offline 68-point estimator) the source pose is measured and the output pose
+equals it (the image is unchanged); without one both are null. It has no guard candidates.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from frontalize.pipeline.backends.base import (
     BackendContext,
     BackendSpec,
     FaceInput,
+    FaceOutcome,
     FrontalizedFace,
     PoseEstimator,
 )
@@ -28,14 +30,12 @@ class IdentityFrontalizer:
         """Args: pose_estimator: measures the source pose; None leaves poses null."""
         self.pose_estimator = pose_estimator
 
-    def frontalize(self, faces: Sequence[FaceInput]) -> list[FrontalizedFace]:
+    def frontalize(self, faces: Sequence[FaceInput]) -> list[FaceOutcome]:
         """One result per face: the crop, and its pose as both source and output pose."""
-        poses = self.pose_estimator.estimate([face.crop for face in faces]) if self.pose_estimator else None
-        results = []
-        for index, face in enumerate(faces):
-            pose = poses[index] if poses is not None else None
-            results.append(FrontalizedFace(image=face.crop, source_pose=pose, output_pose=pose))
-        return results
+        poses = (self.pose_estimator.estimate([face.crop for face in faces], [face.face for face in faces])
+                 if self.pose_estimator else [None] * len(faces))
+        return [FrontalizedFace(image=face.crop, source_pose=pose, output_pose=pose)
+                for face, pose in zip(faces, poses)]
 
 
 def _weight_keys(config: FrontalizerConfig) -> tuple[str, ...]:
@@ -47,4 +47,4 @@ def _build(context: BackendContext) -> IdentityFrontalizer:
     return IdentityFrontalizer(context.pose_estimator)
 
 
-SPEC = BackendSpec(weight_keys=_weight_keys, build=_build, uses_pose_estimator=True)
+SPEC = BackendSpec(weight_keys=_weight_keys, build=_build, native_pose_source=None)
