@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,11 +15,22 @@ OFFLINE_CONFIG = REPO_ROOT / "configs" / "offline.yaml"
 
 
 def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` as a module (scripts are not a package)."""
+    """Import ``scripts/<name>.py`` as a module (scripts are not a package); imported once per session.
+
+    The module is registered in ``sys.modules`` before it runs, as a normal import would be: dataclasses defined
+    in a script look their module up there to resolve string annotations.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
     return module
 
 
