@@ -110,6 +110,10 @@ class CropConfig:
         "help": "frontalized head upright in the source image: the target roll compensates the crop's in-plane "
                 "rotation (the crop itself is always rotated so the eye→mouth axis is vertical); false = upright "
                 "in the crop frame, keeping the source's tilt after paste-back"})
+    fill: Literal["auto", "black", "reflect"] = field(default="auto", metadata={
+        "help": "crop area beyond the image border: black (LivePortrait's own crop), reflect (the image mirrored at "
+                "its border, blurred and faded with the distance, so the output has no black wedges); auto = "
+                "black for liveportrait, reflect for the mesh and identity backends"})
 
 
 @dataclass(frozen=True)

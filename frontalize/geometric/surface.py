@@ -49,7 +49,7 @@ _FOREHEAD_ROWS = (0.35, 0.7, 1.0)
 _SKIRT_RINGS = ((0.3, 0.45), (0.6, 1.0))  # (outward offset, extra depth), IOD
 _EXTENT_X = 1.9
 _EXTENT_Y = (-1.75, 2.35)
-_EYE_HALF_AXES = (0.42, 0.24)  # eye region kept unmirrored: half-width, half-height (IOD)
+_EYE_HALF_AXES = (0.42, 0.24)  # eye region mirrored only where poorly seen: half-width, half-height (IOD)
 _SIDE_FRACTIONS = (0.3, 0.55, 0.8)  # anchors along the ellipse, from the front point (0) to the contour point (1)
 
 
@@ -63,7 +63,7 @@ class FaceSurface:
         depth: (H, W) float32 model z of the surface.
         normals: (H, W, 3) float32 unit normals pointing towards the viewer (negative z).
         domain: (H, W) float32, 1 inside the renderable face region (jaw contour + forehead), else 0.
-        eyes: (H, W) float32 soft mask of the two eye regions (1 at the eyes; these are never mirrored).
+        eyes: (H, W) float32 soft mask of the two eye regions (1 at the eyes; mirrored only where poorly seen).
         pivot: (3,) model point the head turns about: midline, at the height and depth of contour points 0 and 16
             (module docstring).
         outline: (K, 2) model xy of the domain polygon.

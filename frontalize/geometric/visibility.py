@@ -5,18 +5,26 @@ Visibility of a surface point in the source view is the product of
 * a depth test (z-buffer): the point is hidden when another part of the surface (the nose, the near cheek) projects
   to the same place nearer the camera. The buffer is splatted from the surface grid itself on cells of 1.5 grid steps,
   so every cell the face covers gets a sample;
-* a grazing-angle weight: texture seen at a steep angle is stretched and unreliable. The weight rises smoothly from 0
-  to 1 as the cosine between the surface normal and the viewing direction goes from 0.1 to 0.4 (84° to 66°);
+* a grazing-angle weight: texture seen at a steep angle is stretched when the face turns to the front (by
+  1 / cos of the angle: 1.4× at 45°, 2.9× at 70°), smeared and unreliable near the silhouette (where the generic
+  surface and dlib's far contour are least exact: shadow under the jaw, hair and background get sampled). The weight
+  rises smoothly from 0 to 1 as the cosine between the surface normal and the viewing direction goes from 0.35 to
+  0.7 (70° to 45°). With the earlier 0.1–0.4 (84° to 66°), real photographs turned 20–55° showed dark blobs on the far
+  jaw and smeared far eyes (stretched own texture kept over a well-seen mirror partner);
 * the face's own silhouette: 300-W-style jaw contour points follow the visible outline of the face (reference §2),
   so surface points that project outside the polygon of the detected contour (0–16, closed over the forehead by
   the contour ends moved up to the model's hairline) are not on the visible face, however the generic surface
   fits (tolerance 0.1 IOD). This is what stops background from being sampled into a turned face's far temple.
 
 The product is blurred on the grid (soft weights, no seam). A point's own texture then gets the weight ``a`` =
-visibility and its mirror partner's texture ``(1 − a) · a_mirror`` (the mirror partner must itself be visible), except
-in the eye regions, which are never mirrored (Hassner et al.: mirrored eyes look wrong). The mirrored texture carries
-the other half's lighting, so it is multiplied by a per-side colour gain measured on pairs of points that are visible
-on both sides; the gain changes smoothly across the midline.
+visibility and its mirror partner's texture ``(1 − a) · a_mirror · s(a_mirror − a)``: the partner must itself be
+visible, and clearly better seen (``s`` rises from 0 to 1 as the partner's visibility exceeds the point's by 0 to
+0.3), so a frontal face, whose halves are equally well seen, keeps its own, asymmetric texture. The eye regions are
+mirrored only where the eye itself is poorly seen (Hassner et al.: mirrored eyes look wrong, so an eye keeps its own
+texture while its visibility is above 0.7, and takes the mirrored eye below 0.3; a far eye that the nose or the
+foreshortening hides would otherwise be a smear). The mirrored texture carries the other half's lighting, so it is
+multiplied by a per-side colour gain measured on pairs of points that are visible on both sides; the gain changes
+smoothly across the midline.
 """
 
 from __future__ import annotations
@@ -31,10 +39,12 @@ from frontalize.geometric.surface import FaceSurface
 
 __all__ = ["SourceSampling", "mirror_weights", "sample_source"]
 
-_FACING = (0.1, 0.4)
+_FACING = (0.35, 0.7)
 _DEPTH_TOLERANCE = 0.1  # IOD: a point is hidden when the buffer holds something nearer by more than this
 _CELL_STEPS = 1.5
 _BLUR_STEPS = 1.5
+_BETTER_SEEN = 0.3  # visibility margin by which a mirror partner must be better seen to be used fully
+_EYE_KEPT = (0.3, 0.7)  # visibility below which an eye is mirrored, above which it keeps its own texture
 _GAIN_LIMITS = (0.6, 1.6)
 _GAIN_MIN_PAIRS = 20
 _MIDLINE_SOFTNESS = 0.1  # IOD
@@ -148,8 +158,11 @@ def mirror_weights(surface: FaceSurface, visibility: np.ndarray) -> tuple[np.nda
 
     Returns:
         ``(own, mirror)``: own = visibility + 1e-3 (so a node nobody sees keeps its own, stretched texture) and
-        mirror = (1 − visibility) · visibility of the mirror partner · (1 − eye mask).
+        mirror = (1 − v) · v_mirror · s(v_mirror − v) · (1 − eye · s(v)), the module docstring's rule.
     """
+    mirrored = surface.mirrored(visibility)
     own = visibility + 1e-3
-    mirror = (1.0 - visibility) * surface.mirrored(visibility) * (1.0 - surface.eyes)
+    better_seen = _smoothstep(mirrored - visibility, 0.0, _BETTER_SEEN)
+    eye_kept = surface.eyes * _smoothstep(visibility, *_EYE_KEPT)
+    mirror = (1.0 - visibility) * mirrored * better_seen * (1.0 - eye_kept)
     return own.astype(np.float32), mirror.astype(np.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,7 @@ from frontalize.config.inference import DetectionConfig
 from frontalize.faces.registry import build_detector, build_headpose68, build_landmarker106
 from frontalize.faces.types import Face, FaceDetector
 from frontalize.pipeline.backends.base import BackendContext, PoseEstimator, get_backend_spec
+from frontalize.pipeline.crop_fill import resolve_crop_fill
 from frontalize.pipeline.guard import build_guard_frontalizer
 from frontalize.pipeline.outputs import FinishStep, OutputLayout
 from frontalize.pipeline.plan import RunPlan
@@ -69,7 +71,8 @@ def build_locator(detection: DetectionConfig, weights_root: Path, device: str) -
 def build_prepare_step(plan: RunPlan) -> PrepareStep:
     """Decode + detect + crop step (CPU; loads the detector chain)."""
     cfg = plan.config
-    return PrepareStep(build_locator(cfg.detection, plan.weights_root, plan.device), cfg.crop,
+    crop = replace(cfg.crop, fill=resolve_crop_fill(cfg.crop.fill, cfg.frontalizer.backend))
+    return PrepareStep(build_locator(cfg.detection, plan.weights_root, plan.device), crop,
                        face_choice=cfg.detection.face_choice, max_faces=cfg.detection.max_faces,
                        max_pixels=cfg.input.max_pixels, keep_source="full" in OUTPUT_KINDS[cfg.output.kind])
 

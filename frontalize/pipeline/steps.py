@@ -29,6 +29,7 @@ from frontalize.faces.types import Face
 from frontalize.io.images import DEFAULT_MAX_PIXELS, load_image
 from frontalize.liveportrait.crop import crop_face, transform_points
 from frontalize.pipeline.backends.base import FaceInput, FaceOutcome, Frontalizer
+from frontalize.pipeline.crop_fill import reflect_crop
 from frontalize.pipeline.inputs import InputItem
 from frontalize.pipeline.records import Prepared, PreparedFace, Rendered, RenderedFace
 
@@ -96,7 +97,7 @@ class PrepareStep:
     ) -> None:
         """Args:
         locator: face detector (+ landmarker).
-        crop: crop geometry.
+        crop: crop geometry and fill (``fill`` resolved: black or reflect; see :mod:`~frontalize.pipeline.crop_fill`).
         face_choice: keep the largest face, or all of them (at most ``max_faces``).
         max_faces: cap for ``all``.
         max_pixels: decode limit (see :func:`frontalize.io.images.decode_image`).
@@ -145,12 +146,13 @@ class PrepareStep:
     def _crop(self, rgb: np.ndarray, face: Face, index: int) -> PreparedFace:
         landmarks = face.landmarks106 if face.landmarks106 is not None else face.kps
         result = crop_face(rgb, landmarks, scale=self.crop.scale, vy_ratio=self.crop.vy_ratio, rotate=True)
+        crop = reflect_crop(rgb, result.M_o2c, result.image) if self.crop.fill == "reflect" else result.image
         return PreparedFace(
             index=index,
             box=np.asarray(face.box, dtype=np.float32),
             score=float(face.score),
             landmark_kind="106" if face.landmarks106 is not None else "5",
-            crop=result.image,
+            crop=crop,
             crop_to_source=np.asarray(result.M_c2o, dtype=np.float32),
             roll_offset=float(result.roll_offset),
             crop_face=face_in_crop(face, result.M_o2c),
