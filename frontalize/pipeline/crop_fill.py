@@ -13,6 +13,8 @@ OpenCV has no border mode that does this, hence the few lines below.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import cv2
 import numpy as np
 
@@ -78,8 +80,8 @@ def reflect_crop(image: np.ndarray, m_o2c: np.ndarray, crop: np.ndarray) -> np.n
     return result
 
 
-def resolve_crop_fill(fill: str, backend: str) -> str:
+def resolve_crop_fill(fill: str, backend: str) -> Literal["black", "reflect"]:
     """``crop.fill`` for a backend: ``auto`` is black for LivePortrait (its own crop) and reflect for the others."""
-    if fill != "auto":
-        return fill
+    if fill in ("black", "reflect"):
+        return "black" if fill == "black" else "reflect"
     return "black" if backend == "liveportrait" else "reflect"
