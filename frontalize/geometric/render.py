@@ -17,6 +17,7 @@ The face/background weight is the face domain seen in the target view, anti-alia
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -63,9 +64,17 @@ def _upsample(field: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _upsample_map(positions: np.ndarray, height: int, width: int, cell: float, sharp: bool = True) -> np.ndarray:
+PositionLookup = Callable[[np.ndarray], np.ndarray]
+"""``(k, 256, 2)`` output pixel positions → ``(k, 256, 2)`` source positions traced exactly, NaN where the ray misses
+(see :func:`_exact_lookup`)."""
+_LOOKUP_ROW = 256  # exact look-ups go through cv2.remap in rows of this many pixels (its maps are 2D, < 32767 wide)
+
+
+def _upsample_map(positions: np.ndarray, height: int, width: int, cell: float, sharp: bool = True,
+                  exact: PositionLookup | None = None) -> np.ndarray:
     """Upsample a coarse position map; with ``sharp``, across occlusion edges (neighbours more than 3 cells apart in
-    the source) nearest-neighbour, so no pixel samples the source half-way between an occluder and what it hides."""
+    the source) the pixels are traced exactly with ``exact`` (else nearest-neighbour), so no pixel samples the source
+    half-way between an occluder and what it hides, and the edge follows the surface, not the coarse grid's cells."""
     smooth = _upsample(positions, height, width)
     if not sharp:
         return smooth
@@ -85,7 +94,31 @@ def _upsample_map(positions: np.ndarray, height: int, width: int, cell: float, s
     columns = np.minimum(np.arange(width) * positions.shape[1] // width, positions.shape[1] - 1)
     near_edge = jump[rows][:, columns]
     smooth[near_edge] = positions[rows][:, columns][near_edge]
+    if exact is not None:
+        edge_rows, edge_columns = np.nonzero(near_edge)
+        count = len(edge_rows)
+        padded = -(-count // _LOOKUP_ROW) * _LOOKUP_ROW
+        pixels = np.zeros((padded, 2), dtype=np.float32)
+        pixels[:count, 0], pixels[:count, 1] = edge_columns, edge_rows
+        traced = exact(pixels.reshape(-1, _LOOKUP_ROW, 2)).reshape(-1, 2)[:count]
+        hit = ~np.isnan(traced[:, 0])
+        smooth[edge_rows[hit], edge_columns[hit]] = traced[hit]
     return smooth
+
+
+def _exact_lookup(target: ViewCamera, surface: FaceSurface, field: np.ndarray) -> PositionLookup:
+    """Per-pixel tracing of output pixels to ``field`` (a per-node source position map) in the ``target`` view.
+
+    Pixels whose ray misses the surface get NaN (they keep the coarse map's value: outside the face, where the face
+    weight is zero anyway)."""
+
+    def lookup(pixels: np.ndarray) -> np.ndarray:
+        coords, hit = cast_rays(target, surface, pixels)
+        traced = _remap_grid(field, coords)
+        traced[~hit] = np.nan
+        return traced
+
+    return lookup
 
 
 def _remap(image: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -168,7 +201,8 @@ def render_layers(crop: np.ndarray, surface: FaceSurface, sampling: SourceSampli
     # Rays along the model's z (no pitch or yaw) see no occlusion edge; other views may.
     sharp = abs(target.rotation[2, 0]) > 1e-9 or abs(target.rotation[2, 1]) > 1e-9
     cell = float(pixels[0, 1, 0] - pixels[0, 0, 0])
-    face_positions = _upsample_map(_remap_grid(sampling.positions, coords), height, width, cell, sharp)
+    face_positions = _upsample_map(_remap_grid(sampling.positions, coords), height, width, cell, sharp,
+                                   _exact_lookup(target, surface, sampling.positions))
     # The coarse weight is blurred by one cell before upsampling: a bilinear ramp alone would leave the cell grid's
     # staircase along slanted outlines.
     alpha = np.clip(_upsample(cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 0.7), height, width), 0.0, 1.0)
@@ -181,8 +215,9 @@ def render_layers(crop: np.ndarray, surface: FaceSurface, sampling: SourceSampli
         own_weight, mirror_weight = (_remap_grid(f, coords) for f in mirror_weights(surface, sampling.visibility))
         coarse_share = (mirror_weight / (own_weight + mirror_weight)).astype(np.float32)
         if float((coarse_share * inside).max()) >= 0.02:
-            mirrored_positions = _remap_grid(surface.mirrored(sampling.positions), coords)
-            mirrored_full = _upsample_map(mirrored_positions, height, width, cell, sharp)
+            mirror_field = surface.mirrored(sampling.positions)
+            mirrored_full = _upsample_map(_remap_grid(mirror_field, coords), height, width, cell, sharp,
+                                          _exact_lookup(target, surface, mirror_field))
             mirrored = _remap(crop, mirrored_full[box]).astype(np.float32)
             gain = _upsample(_remap_grid(sampling.gain, coords), height, width)[box]
             share = _upsample(coarse_share, height, width) * (alpha > 0)
