@@ -124,7 +124,14 @@ def test_sigkilled_driver_leaves_no_ray_process_behind(tmp_path: Path) -> None:
         driver_cmdline = _cmdline(driver.pid)
         helpers = {pid: env for pid, env in started.items() if pid != driver.pid and _cmdline(pid) != driver_cmdline}
         assert len(helpers) >= 3, f"expected the local Ray's processes, found {sorted(helpers)}"
-        assert all(env.get(ray_support.USAGE_STATS_ENV) == "0" for env in helpers.values())  # usage stats off
+        # Ray's Python processes retitle themselves ("ray::IDLE", "ray::DashboardAgent") by overwriting the memory
+        # of their argv and environment, so their /proc/PID/environ is partly overwritten (seen: the agents without
+        # the variable, at random, depending on the length of their original command line). The GCS, the raylet and
+        # the dashboard head (which is what reports usage) keep theirs intact: those are checked.
+        intact = {pid: env for pid, env in helpers.items() if not _cmdline(pid).startswith(b"ray::")}
+        assert len(intact) >= 3, f"expected the GCS, raylet and dashboard, found {sorted(intact)}"
+        unset = {pid: _cmdline(pid)[:80] for pid, env in intact.items() if env.get(ray_support.USAGE_STATS_ENV) != "0"}
+        assert not unset, f"Ray processes started without {ray_support.USAGE_STATS_ENV}=0: {unset}"
         driver.send_signal(signal.SIGKILL)
         assert driver.wait(timeout=30) == -signal.SIGKILL
         # GCS, raylet and workers exit at once; Ray's two agents notice at once too but then spend about a minute
