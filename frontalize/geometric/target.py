@@ -12,8 +12,8 @@ plus the crop's roll offset for an upright result after paste-back, applied exac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
+from frontalize.config.targets import TargetPose
 from frontalize.errors import ConfigError
 
 __all__ = ["MeshTarget", "target_angles"]
@@ -22,33 +22,19 @@ Angles = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
-class MeshTarget:
-    """One render target of :class:`frontalize.geometric.GeometricFrontalizer`.
+class MeshTarget(TargetPose):
+    """One render target of :class:`frontalize.geometric.GeometricFrontalizer`: the target pose
+    (:class:`~frontalize.config.targets.TargetPose`: ``mode``, ``alpha``, ``pitch``, ``yaw``, ``roll``) and the
+    symmetric fill.
 
     Attributes:
-        mode: ``frontal``, ``partial`` or ``pose``.
-        alpha: strength of ``partial`` in [0, 1].
-        pitch: target pitch of ``pose``, degrees.
-        yaw: target yaw of ``pose``, degrees.
-        roll: target roll of ``pose``, degrees.
         symmetry: fill self-occluded regions from the symmetric side (soft blend).
     """
 
-    mode: Literal["frontal", "partial", "pose"] = field(
-        default="frontal", metadata={"help": "frontal: pitch=yaw=roll=0; partial: angles*(1-alpha); pose: explicit"})
-    alpha: float = field(default=1.0, metadata={"help": "strength of the partial edit", "min": 0.0, "max": 1.0})
-    pitch: float = field(default=0.0, metadata={"help": "target pitch (mode pose), degrees", "min": -90.0,
-                                                "max": 90.0})
-    yaw: float = field(default=0.0, metadata={"help": "target yaw (mode pose), degrees", "min": -90.0, "max": 90.0})
-    roll: float = field(default=0.0, metadata={"help": "target roll (mode pose), degrees", "min": -180.0,
-                                               "max": 180.0})
     symmetry: bool = field(default=True, metadata={"help": "fill self-occluded regions from the symmetric side"})
 
     def __post_init__(self) -> None:
-        if self.mode not in ("frontal", "partial", "pose"):
-            raise ConfigError(f"MeshTarget.mode: expected frontal, partial or pose, got {self.mode!r}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"MeshTarget.alpha: expected a value in [0, 1], got {self.alpha}")
+        super().__post_init__()
         if not (abs(self.pitch) <= 90.0 and abs(self.yaw) <= 90.0 and abs(self.roll) <= 180.0):
             raise ConfigError(f"MeshTarget: pose angles out of range (pitch, yaw in [-90, 90], roll in [-180, 180]): "
                               f"{(self.pitch, self.yaw, self.roll)}")

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from frontalize.config.targets import TargetPose
 from frontalize.errors import ConfigError, DeviceError
 from frontalize.liveportrait import geometry as geo
 
@@ -41,40 +42,24 @@ _COMPILED_NETWORKS = _BASE_NETWORKS
 
 
 @dataclass(frozen=True)
-class PoseTarget:
-    """One pose edit of the source keypoints.
+class PoseTarget(TargetPose):
+    """One pose edit of the source keypoints: the target pose (:class:`~frontalize.config.targets.TargetPose`:
+    ``mode``, ``alpha``, ``pitch``, ``yaw``, ``roll``) and LivePortrait's own switches.
 
     Attributes:
-        mode: ``frontal`` (pitch = yaw = roll = 0), ``partial`` (source angles × (1 − alpha)) or ``pose``
-            (explicit pitch/yaw/roll).
-        alpha: frontalization strength of ``partial`` in [0, 1] (1 = frontal, 0 = unchanged).
-        pitch: target pitch of ``pose``, degrees.
-        yaw: target yaw of ``pose``, degrees.
-        roll: target roll of ``pose``, degrees.
         expression: ``keep`` the source expression δ or ``neutralize`` it
             (:func:`frontalize.liveportrait.geometry.neutralize_expression`).
         stitching: apply the stitching network S (keeps the crop border aligned for paste-back).
     """
 
-    mode: Literal["frontal", "partial", "pose"] = field(
-        default="frontal", metadata={"help": "frontal: pitch=yaw=roll=0; partial: angles*(1-alpha); pose: explicit"})
-    alpha: float = field(default=1.0, metadata={"help": "strength of the partial edit", "min": 0.0, "max": 1.0})
-    pitch: float = field(default=0.0, metadata={"help": "target pitch (mode pose), degrees", "min": -90.0,
-                                                "max": 90.0})
-    yaw: float = field(default=0.0, metadata={"help": "target yaw (mode pose), degrees", "min": -90.0, "max": 90.0})
-    roll: float = field(default=0.0, metadata={"help": "target roll (mode pose), degrees", "min": -180.0,
-                                               "max": 180.0})
     expression: Literal["keep", "neutralize"] = field(
         default="keep", metadata={"help": "keep the source expression or neutralize eyes, brows and mouth"})
     stitching: bool = field(default=True, metadata={"help": "apply the stitching network S"})
 
     def __post_init__(self) -> None:
-        if self.mode not in ("frontal", "partial", "pose"):
-            raise ConfigError(f"PoseTarget.mode: expected frontal, partial or pose, got {self.mode!r}")
+        super().__post_init__()
         if self.expression not in ("keep", "neutralize"):
             raise ConfigError(f"PoseTarget.expression: expected keep or neutralize, got {self.expression!r}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"PoseTarget.alpha: expected a value in [0, 1], got {self.alpha}")
 
 
 @dataclass(frozen=True)
